@@ -1,0 +1,44 @@
+"""strokes: recognize handwritten LaTeX symbols from pen strokes, and measure how.
+
+Quick start::
+
+    import strokes
+    ds = strokes.load("../shared/data/crohme")        # InkML, .sql dump, .json, .npz, postgresql://
+    pts = strokes.normalize(ds[0].strokes)            # (n, 3) [x, y, pen_up] in the unit square
+    sp = strokes.split(ds, mode="writer", seed=0)     # writer-disjoint train/val/test
+
+Stroke formats are defined once, in :mod:`strokes.formats`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .dataset import Sample, Skipped, StrokeDataset
+from .ink import InkError, as_ink
+from .io import FORMATS, infer_format, load, save
+from .normalize import Pipeline, default_pipeline, normalize
+from .splits import Split, kfold, split
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "load",
+    "save",
+    "infer_format",
+    "FORMATS",
+    "StrokeDataset",
+    "Sample",
+    "Skipped",
+    "normalize",
+    "Pipeline",
+    "default_pipeline",
+    "as_ink",
+    "InkError",
+    "split",
+    "kfold",
+    "Split",
+    "__version__",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,98 @@
+"""Loading and saving datasets: one entry point, the format inferred from the source.
+
+=================  =====================================================
+format             source
+=================  =====================================================
+``inkml``          a directory of ``.inkml`` files (CROHME), or one file
+``detexify-sql``   detexify's PostgreSQL dump (``.sql``), read with no server
+``couchdb-json``   detexify/CouchDB JSON (``.json``)
+``npz``            our cache (``.npz``)
+``postgres``       a ``postgresql://`` or ``postgres://`` DSN (or ``format="postgres"``
+                   with an empty DSN to use the ``PG*`` environment variables)
+``synthetic``      the string ``"synthetic"``: the built-in generated data
+=================  =====================================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..dataset import StrokeDataset
+
+__all__ = ["load", "save", "infer_format", "FORMATS"]
+
+FORMATS = ("inkml", "detexify-sql", "couchdb-json", "npz", "postgres", "synthetic")
+
+
+def infer_format(source) -> str:
+    """The format name for ``source`` (see the module table); ValueError if unknown."""
+    s = str(source)
+    if s.startswith(("postgresql://", "postgres://")) or (s.startswith(("host=", "dbname=")) and "=" in s):
+        return "postgres"
+    if s == "synthetic" or s.startswith("synthetic:"):
+        return "synthetic"
+    p = Path(s)
+    if p.is_dir():
+        return "inkml"
+    suffix = p.suffix.lower()
+    by_suffix = {".inkml": "inkml", ".sql": "detexify-sql", ".json": "couchdb-json", ".npz": "npz"}
+    if suffix in by_suffix:
+        if not p.exists():
+            raise FileNotFoundError(f"no such file: {p}")
+        return by_suffix[suffix]
+    if not p.exists():
+        raise FileNotFoundError(f"no such file or directory: {p}")
+    raise ValueError(
+        f"cannot tell the format of {s!r} from its name; pass format= one of {', '.join(FORMATS)}"
+    )
+
+
+def load(source, *, format: str | None = None, **options) -> StrokeDataset:
+    """Load a dataset from any supported source (see the module table).
+
+    Options go to the format's loader: ``progress`` (bool, or None for auto),
+    ``limit`` (read at most this many files/rows), ``max_points`` (per sample),
+    ``key_style`` ("command" or "key", detexify), ``table`` and ``columns``
+    (PostgreSQL and dumps). Bad records are skipped and listed in ``ds.skipped``.
+    """
+    fmt = format or infer_format(source)
+    if fmt == "inkml":
+        from .inkml import load_inkml
+
+        return load_inkml(source, **options)
+    if fmt == "detexify-sql":
+        from .detexify import load_detexify_sql
+
+        return load_detexify_sql(source, **options)
+    if fmt == "couchdb-json":
+        from .detexify import load_couchdb_json
+
+        return load_couchdb_json(source, **options)
+    if fmt == "npz":
+        from .npz import load_npz
+
+        return load_npz(source, **options)
+    if fmt == "postgres":
+        from .postgres import load_postgres
+
+        return load_postgres(str(source) if source else None, **options)
+    if fmt == "synthetic":
+        from ..synthetic import generate, parse_spec
+
+        return generate(**{**parse_spec(str(source)), **options})
+    raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+
+
+def save(ds: StrokeDataset, path, **options) -> None:
+    """Write ``ds`` atomically: ``.npz`` (ours) or ``.sql`` (detexify dump), by extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npz":
+        from .npz import save_npz
+
+        save_npz(ds, path, **options)
+    elif suffix == ".sql":
+        from .detexify import save_detexify_sql
+
+        save_detexify_sql(ds, path, **options)
+    else:
+        raise ValueError(f"cannot save to {path}: use a .npz (our cache) or .sql (detexify dump) file name")

@@ -1,0 +1,382 @@
+"""Detexify data: its PostgreSQL dump (read with no server), keys, CouchDB JSON.
+
+The dump holds ``COPY samples (id, key, strokes) FROM stdin;`` followed by
+tab-separated rows in PostgreSQL's COPY text format, ended by ``\\.``.
+``strokes`` is JSON: a list of strokes, each a list of ``[x, y, t]`` or
+``[x, y]`` points. A key is ``package-encoding-command``; older rows write
+``_`` for the backslash (``latex2e-OT1-_alpha``), newer rows write the
+backslash (``amssymb-OT1-\\not_sim``), and ``latex2e-OT1-__`` means ``\\_``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .._util import atomic_write, tqdm_disable
+from ..dataset import DatasetBuilder, StrokeDataset
+from ..ink import DEFAULT_MAX_POINTS, InkError, as_ink
+from ._pointsjson import parse_rows
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "key_to_label",
+    "label_to_key",
+    "load_detexify_sql",
+    "save_detexify_sql",
+    "load_couchdb_json",
+    "RowParser",
+    "iter_dump_rows",
+]
+
+DEFAULT_TABLE = "samples"
+BATCH_ROWS = 2000  # rows parsed per vectorized batch (keeps the working set in cache)
+
+
+def key_to_label(key: str, style: str = "command") -> str:
+    """Map a detexify key to a label.
+
+    ``style="command"`` gives the LaTeX command (``latex2e-OT1-_alpha`` →
+    ``\\alpha``, ``amssymb-OT1-\\not_sim`` → ``\\not_sim``, ``latex2e-OT1-__`` →
+    ``\\_``); ``style="key"`` keeps the raw key. A key without the
+    ``package-encoding-`` prefix is returned unchanged.
+    """
+    if style == "key":
+        return key
+    if style != "command":
+        raise ValueError(f"unknown key style {style!r}; use 'command' or 'key'")
+    parts = key.split("-", 2)
+    if len(parts) < 3 or not parts[2]:
+        return key
+    cmd = parts[2]
+    if cmd == "__":
+        return "\\_"
+    if cmd.startswith("_"):
+        return "\\" + cmd[1:]
+    return cmd
+
+
+def label_to_key(label: str, package: str = "latex2e", encoding: str = "OT1") -> str:
+    """Inverse of :func:`key_to_label` for labels (new key style; ``\\_`` becomes ``__``)."""
+    cmd = "__" if label == "\\_" else label
+    return f"{package}-{encoding}-{cmd}"
+
+
+# ---------------------------------------------------------------- COPY text
+_UNESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|(.))", re.S)
+_SIMPLE = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+
+
+def _unescape_copy(field: bytes) -> bytes:
+    """Undo PostgreSQL COPY text escaping (\\\\, \\t, \\n, octal, hex)."""
+    if b"\\" not in field:
+        return field
+
+    def sub(m):
+        if m.group(1):
+            return bytes([int(m.group(1), 8) & 0xFF])
+        if m.group(2):
+            return bytes([int(m.group(2), 16)])
+        return _SIMPLE.get(m.group(3), m.group(3))
+
+    return _UNESCAPE.sub(sub, field)
+
+
+def _escape_copy(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+_COPY_RE = re.compile(rb"^COPY\s+(?:(\"?[\w$]+\"?)\.)?(\"?[\w$]+\"?)\s*\(([^)]*)\)\s+FROM\s+stdin", re.I)
+
+
+def iter_dump_rows(fh: BinaryIO, table: str = DEFAULT_TABLE) -> Iterator[tuple[int, bytes | None, str]]:
+    """Yield ``(line_number, raw_line_or_None, problem)`` for the table's COPY block.
+
+    The line is the raw row bytes without the newline; a line with a problem
+    comes as ``(lineno, line, reason)`` and a good one as ``(lineno, line, "")``.
+    Also yields the column order first, as ``(0, None, "id,key,strokes")``.
+    """
+    lineno = 0
+    for line in fh:
+        lineno += 1
+        m = _COPY_RE.match(line)
+        if m and m.group(2).strip(b'"').decode() == table:
+            cols = [c.strip().strip('"') for c in m.group(3).decode().split(",")]
+            yield 0, None, ",".join(cols)
+            for row in fh:
+                lineno += 1
+                if row.startswith(b"\\.") and row.rstrip(b"\r\n") == b"\\.":
+                    return
+                yield lineno, row.rstrip(b"\r\n"), ""
+            raise ValueError(f"COPY block for {table!r} does not end with '\\.' (the dump is truncated)")
+    raise ValueError(
+        f"no 'COPY {table} (...) FROM stdin;' block found; is this a detexify PostgreSQL dump? "
+        "(pass table= if the table has another name)"
+    )
+
+
+class RowParser:
+    """Turns batches of ``(source, key, strokes_json)`` rows into a dataset builder.
+
+    Good rows go through the vectorized parser; the rest get the strict slow
+    path (``json.loads`` + :func:`as_ink`), which reads them or records why not.
+    """
+
+    def __init__(self, builder: DatasetBuilder, *, key_style: str = "command", max_points: int = DEFAULT_MAX_POINTS):
+        self.builder = builder
+        self.key_style = key_style
+        self.max_points = max_points
+        self._labels: dict[str, str] = {}
+        self.rows_in = 0
+
+    def label(self, key: str) -> str:
+        lab = self._labels.get(key)
+        if lab is None:
+            lab = self._labels[key] = key_to_label(key, self.key_style)
+        return lab
+
+    def add_batch(self, sources: list[str], keys: list[str | None], strokes: list[bytes | None]) -> None:
+        self.rows_in += len(sources)
+        b = self.builder
+        usable = [i for i in range(len(sources)) if keys[i] and strokes[i] is not None]
+        for i in range(len(sources)):
+            if not keys[i]:
+                b.skip(sources[i], "key is empty or NULL")
+            elif strokes[i] is None:
+                b.skip(sources[i], "strokes is NULL")
+        raws = [strokes[i] for i in usable]
+        parsed = parse_rows(raws)
+        ok = parsed.ok
+        if ok.any():  # the point cap holds on the fast path too: over-long rows go the slow way
+            row_start = np.r_[0, np.cumsum(parsed.row_nstrokes)[:-1]]
+            over = np.add.reduceat(parsed.stroke_lengths, row_start) > self.max_points
+            if over.any():
+                ok = ok.copy()
+                ok[np.flatnonzero(ok)[over]] = False
+                parsed = parse_rows([raws[j] for j in np.flatnonzero(ok)])
+        good = [usable[j] for j in np.flatnonzero(ok)]
+        if good:
+            b.add_chunk(
+                parsed.xy,
+                parsed.t,
+                parsed.stroke_lengths,
+                parsed.row_nstrokes,
+                [self.label(keys[i]) for i in good],
+                [None] * len(good),
+                [sources[i] for i in good],
+            )
+        for j in np.flatnonzero(~ok):
+            self._slow(sources[usable[j]], keys[usable[j]], raws[j])
+
+    def _slow(self, source: str, key: str, raw: bytes) -> None:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.builder.skip(source, f"strokes is not valid JSON ({exc})")
+            return
+        try:
+            ink = as_ink(data, max_points=self.max_points)
+        except (InkError, TypeError) as exc:
+            self.builder.skip(source, f"bad strokes: {exc}")
+            return
+        self.builder.add(ink, self.label(key), None, source)
+
+
+def _batches(it: Iterable, n: int):
+    batch = []
+    for x in it:
+        batch.append(x)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def load_detexify_sql(
+    path,
+    *,
+    table: str = DEFAULT_TABLE,
+    key_style: str = "command",
+    max_points: int = DEFAULT_MAX_POINTS,
+    limit: int | None = None,
+    progress: bool | None = None,
+    **_unused,
+) -> StrokeDataset:
+    """Stream a detexify PostgreSQL dump (``.sql``) with no server, in bounded memory.
+
+    Every row of the COPY block is either loaded or listed in ``ds.skipped``
+    with its line number and reason: ``info["records_in"] == loaded + skipped``.
+    """
+    path = Path(path)
+    builder = DatasetBuilder(name=str(path))
+    parser = RowParser(builder, key_style=key_style, max_points=max_points)
+    size = path.stat().st_size
+    with open(path, "rb") as fh, tqdm(
+        total=size, unit="B", unit_scale=True, desc="dump", disable=tqdm_disable(progress)
+    ) as bar:
+        rows = iter_dump_rows(fh, table)
+        _, _, cols = next(rows)
+        names = cols.split(",")
+        missing = {"id", "key", "strokes"} - set(names)
+        if missing:
+            raise ValueError(f"table {table!r} in {path} lacks column(s) {sorted(missing)}; it has {names}")
+        ci, ck, cs = names.index("id"), names.index("key"), names.index("strokes")
+        ncols = len(names)
+        if limit is not None:
+            import itertools
+
+            rows = itertools.islice(rows, limit)
+        for batch in _batches(rows, BATCH_ROWS):
+            sources, keys, strokes = [], [], []
+            for lineno, line, _ in batch:
+                bar.update(len(line) + 1)
+                fields = line.split(b"\t")
+                if len(fields) != ncols:
+                    parser.rows_in += 1
+                    builder.skip(f"line {lineno}", f"expected {ncols} tab-separated fields, got {len(fields)}")
+                    continue
+                rid = fields[ci]
+                sources.append(f"id {rid.decode(errors='replace')}")
+                k = fields[ck]
+                keys.append(None if k == b"\\N" else _unescape_copy(k).decode("utf-8", errors="replace"))
+                s = fields[cs]
+                strokes.append(None if s == b"\\N" else _unescape_copy(s))
+            if sources:
+                parser.add_batch(sources, keys, strokes)
+    info = {"format": "detexify-sql", "records_in": parser.rows_in, "unit": "rows"}
+    return _finish(builder, info)
+
+
+def _finish(builder: DatasetBuilder, info: dict) -> StrokeDataset:
+    ds = builder.build(info)
+    if ds.skipped:
+        log.warning("%s: skipped %d of %d rows", info["format"], len(ds.skipped), info["records_in"])
+    if info["records_in"] != len(ds) + len(ds.skipped):  # the invariant every loader keeps
+        raise RuntimeError(f"row accounting broke: {info['records_in']} in, {len(ds)} loaded, {len(ds.skipped)} skipped")
+    return ds
+
+
+# ---------------------------------------------------------------- writing
+def _fmt(values: np.ndarray) -> np.ndarray:
+    """Shortest round-tripping decimal strings; integral values without '.0'."""
+    out = values.astype(str)
+    integral = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 1e15)
+    if integral.any():
+        out = out.astype(object)
+        out[integral] = values[integral].astype(np.int64).astype(str)
+        out = out.astype(str)
+    return out
+
+
+def strokes_json(ds: StrokeDataset) -> list[str]:
+    """Every sample's strokes as detexify JSON (``[[[x, y, t], ...], ...]``), vectorized per point."""
+    xs, ys = _fmt(ds.xy[:, 0]), _fmt(ds.xy[:, 1])
+    pt = np.char.add(np.char.add(np.char.add("[", xs), ","), ys)
+    if ds.t is not None:
+        has_t = ~np.isnan(ds.t)
+        if has_t.any():
+            tt = np.full(len(ds.t), "", dtype=object)
+            tt[has_t] = np.char.add(",", _fmt(ds.t[has_t]))
+            pt = np.char.add(pt, tt.astype(str))
+    n = len(ds.xy)
+    first_of_stroke = np.zeros(n, bool)
+    first_of_stroke[ds.stroke_offsets[:-1]] = True
+    first_of_sample = np.zeros(n, bool)
+    first_of_sample[ds.point_offsets[:-1]] = True
+    last_of_stroke = np.zeros(n, bool)
+    last_of_stroke[ds.stroke_offsets[1:] - 1] = True
+    last_of_sample = np.zeros(n, bool)
+    last_of_sample[ds.point_offsets[1:] - 1] = True
+    prefix = np.where(first_of_sample, "[[", np.where(first_of_stroke, "[", ""))
+    suffix = np.where(last_of_sample, "]]]", np.where(last_of_stroke, "]],", "],"))
+    pieces = np.char.add(np.char.add(prefix, pt), suffix)
+    lengths = np.char.str_len(pieces)
+    bounds = np.r_[0, np.cumsum(lengths)][ds.point_offsets]
+    text = "".join(pieces.tolist())
+    return [text[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def save_detexify_sql(ds: StrokeDataset, path, *, table: str = DEFAULT_TABLE, start_id: int = 1) -> None:
+    """Write ``ds`` as a detexify-format PostgreSQL dump, atomically.
+
+    The file loads with ``psql -f`` or ``strokes db load``, and reads back with
+    :func:`load_detexify_sql`. Labels become new-style keys
+    (``latex2e-OT1-\\alpha``); coordinates keep their float32 values exactly.
+    """
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table):
+        raise ValueError(f"table name {table!r} must be a plain SQL identifier")
+    rows = strokes_json(ds)
+    keys = [_escape_copy(label_to_key(v)) for v in ds.vocab]
+    with atomic_write(path, "w") as fh:
+        fh.write(
+            "-- detexify-format dump written by strokes\n"
+            "SET client_encoding = 'UTF8';\n"
+            "SET standard_conforming_strings = on;\n\n"
+            f"CREATE TABLE IF NOT EXISTS {table} (\n"
+            "    id integer PRIMARY KEY,\n    key text NOT NULL,\n    strokes text NOT NULL\n);\n\n"
+            f"COPY {table} (id, key, strokes) FROM stdin;\n"
+        )
+        labels = ds.labels
+        step = 10_000
+        for a in range(0, len(rows), step):
+            fh.write(
+                "".join(
+                    f"{start_id + i}\t{keys[labels[i]]}\t{rows[i]}\n" for i in range(a, min(a + step, len(rows)))
+                )
+            )
+        fh.write("\\.\n\n")
+
+
+# ---------------------------------------------------------------- CouchDB JSON
+def load_couchdb_json(
+    path, *, key_style: str = "command", max_points: int = DEFAULT_MAX_POINTS, progress: bool | None = None, **_unused
+) -> StrokeDataset:
+    """Load detexify's CouchDB JSON: ``{"rows": [{"doc": {"id": KEY, "data": STROKES}}]}``.
+
+    Also accepts ``{"docs": [...]}`` or a bare list of docs. Points are
+    ``{x, y, t}`` dicts or ``[x, y(, t)]`` lists.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            doc = json.load(fh)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(doc, dict) and "rows" in doc:
+        docs = [r.get("doc", r) if isinstance(r, dict) else r for r in doc["rows"]]
+    elif isinstance(doc, dict) and "docs" in doc:
+        docs = doc["docs"]
+    elif isinstance(doc, list):
+        docs = doc
+    else:
+        raise ValueError(f"{path}: expected a CouchDB view ({{'rows': [...]}}), {{'docs': [...]}} or a list of docs")
+    builder = DatasetBuilder(name=str(path))
+    for n, d in enumerate(tqdm(docs, desc="couchdb", unit="doc", disable=tqdm_disable(progress))):
+        src = f"row {n}"
+        if not isinstance(d, dict):
+            builder.skip(src, f"a doc must be an object, got {type(d).__name__}")
+            continue
+        src = f"doc {d.get('_id', n)}"
+        key = d.get("id") or d.get("key")
+        if not isinstance(key, str) or not key:
+            builder.skip(src, "doc has no symbol key ('id')")
+            continue
+        if "data" not in d:
+            builder.skip(src, "doc has no 'data' (strokes)")
+            continue
+        try:
+            ink = as_ink(d["data"], max_points=max_points)
+        except (InkError, TypeError) as exc:
+            builder.skip(src, f"bad strokes: {exc}")
+            continue
+        builder.add(ink, key_to_label(key, key_style), None, src)
+    info = {"format": "couchdb-json", "records_in": len(docs), "unit": "docs"}
+    return _finish(builder, info)

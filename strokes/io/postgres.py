@@ -1,0 +1,231 @@
+"""PostgreSQL: read detexify-shaped tables through psycopg2, and load dumps with COPY.
+
+Identifiers (table and column names) are always quoted with
+``psycopg2.sql.Identifier``; values are always passed as parameters. The DSN
+comes from the argument, or, when empty, from the standard ``PG*`` environment
+variables (``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGDATABASE``, ...).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .._util import tqdm_disable
+from ..dataset import DatasetBuilder, StrokeDataset
+from ..ink import DEFAULT_MAX_POINTS
+from .detexify import DEFAULT_TABLE, RowParser, _escape_copy, _finish, iter_dump_rows, label_to_key, strokes_json
+
+log = logging.getLogger(__name__)
+
+__all__ = ["load_postgres", "copy_dump_to_postgres", "save_postgres", "redact_dsn", "connect"]
+
+DEFAULT_COLUMNS = ("id", "key", "strokes")
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with any password replaced by ``***`` (for names and logs)."""
+    dsn = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+    return re.sub(r"(password\s*=\s*)\S+", r"\1***", dsn)
+
+
+def connect(dsn: str | None = None):
+    """Open a psycopg2 connection; an empty DSN uses the ``PG*`` environment variables."""
+    import psycopg2
+
+    try:
+        return psycopg2.connect(dsn or "")
+    except psycopg2.OperationalError as exc:
+        raise ConnectionError(
+            f"cannot connect to PostgreSQL at {redact_dsn(dsn or '(PG* environment)')}: {str(exc).strip()}. "
+            "Check that the server runs and the DSN (postgresql://user@host:port/db) or PG* variables are right."
+        ) from None
+
+
+def _table_ident(table: str):
+    from psycopg2 import sql
+
+    parts = table.split(".")
+    if not 1 <= len(parts) <= 2 or not all(parts):
+        raise ValueError(f"table must be 'name' or 'schema.name', got {table!r}")
+    return sql.Identifier(*parts)
+
+
+def load_postgres(
+    dsn: str | None = None,
+    *,
+    table: str = DEFAULT_TABLE,
+    columns: tuple[str, str, str] = DEFAULT_COLUMNS,
+    batch_size: int = 5000,
+    key_style: str = "command",
+    max_points: int = DEFAULT_MAX_POINTS,
+    limit: int | None = None,
+    progress: bool | None = None,
+    **_unused,
+) -> StrokeDataset:
+    """Read ``(id, key, strokes)`` rows through a server-side cursor, in batches.
+
+    ``columns`` names the id, key and strokes columns. Strokes may be stored as
+    ``json``, ``jsonb`` or ``text``: they are read as text and parsed by the same
+    vectorized parser as the dump. Bad rows are skipped and reported.
+    """
+    from psycopg2 import sql
+
+    if len(columns) != 3:
+        raise ValueError("columns must name (id, key, strokes)")
+    tbl = _table_ident(table)
+    cid, ckey, cstrokes = (sql.Identifier(c) for c in columns)
+    limit_sql = sql.SQL(" LIMIT {}").format(sql.Literal(int(limit))) if limit is not None else sql.SQL("")
+    conn = connect(dsn)
+    builder = DatasetBuilder(name=f"{redact_dsn(dsn or '(PG* environment)')} table {table}")
+    parser = RowParser(builder, key_style=key_style, max_points=max_points)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(tbl))
+            total = cur.fetchone()[0]
+        if limit is not None:
+            total = min(total, int(limit))
+        # the id stays uncast: "ORDER BY id" would otherwise sort the text output column
+        query = sql.SQL("SELECT {}, {}::text, {}::text FROM {} ORDER BY {}").format(
+            cid, ckey, cstrokes, tbl, cid
+        ) + limit_sql
+        with conn.cursor(name="strokes_load") as cur, tqdm(
+            total=total, unit="row", desc="postgres", disable=tqdm_disable(progress)
+        ) as bar:
+            cur.itersize = batch_size
+            cur.execute(query)
+            while True:
+                rows = cur.fetchmany(batch_size)
+                if not rows:
+                    break
+                parser.add_batch(
+                    [f"id {r[0]}" for r in rows],
+                    [r[1] for r in rows],
+                    [None if r[2] is None else r[2].encode() for r in rows],
+                )
+                bar.update(len(rows))
+    finally:
+        conn.close()
+    info = {"format": "postgres", "records_in": parser.rows_in, "unit": "rows", "table": table}
+    return _finish(builder, info)
+
+
+class _CopyStream(io.RawIOBase):
+    """A file-like view of a dump's COPY block (rows only), for ``copy_expert``."""
+
+    def __init__(self, lines, bar):
+        self._lines = lines
+        self._buf = b""
+        self._bar = bar
+        self.rows = 0
+
+    def readable(self):
+        return True
+
+    def _more(self) -> bool:
+        chunk = []
+        for lineno, line, _ in self._lines:
+            chunk.append(line + b"\n")
+            if len(chunk) >= 4096:
+                break
+        if not chunk:
+            return False
+        self.rows += len(chunk)
+        data = b"".join(chunk)
+        self._bar.update(len(data))
+        self._buf += data
+        return True
+
+    def read(self, size=-1):
+        while (size < 0 or len(self._buf) < size) and self._more():
+            pass
+        if size < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:size], self._buf[size:]
+        return out
+
+    def readline(self, size=-1):
+        while b"\n" not in self._buf and self._more():
+            pass
+        i = self._buf.find(b"\n")
+        i = len(self._buf) if i < 0 else i + 1
+        out, self._buf = self._buf[:i], self._buf[i:]
+        return out
+
+
+def _create_table(cur, table: str, columns, replace: bool) -> None:
+    from psycopg2 import sql
+
+    tbl = _table_ident(table)
+    cid, ckey, cstrokes = (sql.Identifier(c) for c in columns)
+    if replace:
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(tbl))
+    cur.execute(
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({} integer PRIMARY KEY, {} text NOT NULL, {} text NOT NULL)").format(
+            tbl, cid, ckey, cstrokes
+        )
+    )
+
+
+def copy_dump_to_postgres(
+    dump,
+    dsn: str | None = None,
+    *,
+    table: str = DEFAULT_TABLE,
+    dump_table: str = DEFAULT_TABLE,
+    replace: bool = False,
+    progress: bool | None = None,
+) -> int:
+    """Stream a detexify dump's COPY block into ``table`` with COPY; return the row count.
+
+    Creates the table when missing; ``replace=True`` drops it first. The whole
+    load is one transaction: on error nothing is written.
+    """
+    from psycopg2 import sql
+
+    dump = Path(dump)
+    conn = connect(dsn)
+    try:
+        with open(dump, "rb") as fh, tqdm(
+            total=dump.stat().st_size, unit="B", unit_scale=True, desc="COPY", disable=tqdm_disable(progress)
+        ) as bar:
+            lines = iter_dump_rows(fh, dump_table)
+            _, _, cols = next(lines)
+            names = cols.split(",")
+            with conn, conn.cursor() as cur:
+                _create_table(cur, table, DEFAULT_COLUMNS, replace)
+                stream = _CopyStream(lines, bar)
+                copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                    _table_ident(table), sql.SQL(", ").join(sql.Identifier(c) for c in names)
+                )
+                cur.copy_expert(copy.as_string(conn), stream, size=1 << 20)
+                count = cur.rowcount
+    finally:
+        conn.close()
+    log.info("COPY loaded %d rows from %s into %s", count, dump, table)
+    return count
+
+
+def save_postgres(ds: StrokeDataset, dsn: str | None = None, *, table: str = DEFAULT_TABLE, replace: bool = False) -> int:
+    """Write a dataset into a detexify-shaped table with COPY; return the row count."""
+    from psycopg2 import sql
+
+    rows = strokes_json(ds)
+    keys = [_escape_copy(label_to_key(v)) for v in ds.vocab]
+    data = "".join(f"{i + 1}\t{keys[ds.labels[i]]}\t{rows[i]}\n" for i in range(len(rows))).encode()
+    conn = connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            _create_table(cur, table, DEFAULT_COLUMNS, replace)
+            copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                _table_ident(table), sql.SQL(", ").join(sql.Identifier(c) for c in DEFAULT_COLUMNS)
+            )
+            cur.copy_expert(copy.as_string(conn), io.BytesIO(data))
+            return cur.rowcount
+    finally:
+        conn.close()
