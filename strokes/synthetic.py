@@ -71,7 +71,7 @@ GENERATOR_VERSION = 1  # bump when the output for a given seed changes
 
 _DENSE = 128  # points per template stroke, uniform in arc length
 _CANVAS = (50.0, 400.0)  # glyphs are placed inside this square of the pixel canvas
-_EPOCH_MS = 1.4e12  # timestamps start near this epoch-like value (Nov 2014), in ms
+_EPOCH_MS = 1.4e12  # timestamps start near this epoch-like value (May 2014), in ms
 _MIN_POINTS, _MAX_POINTS = 10, 60  # points per generated stroke
 _MIN_STROKE_MS = 60.0
 _PATH_FRACTION = np.linspace(0.0, 1.0, _DENSE)[None, :, None]  # position along a dense stroke
@@ -425,10 +425,10 @@ def _check_symbol(symbol) -> str:
     return symbol
 
 
-Choice = tuple[int, tuple[int, ...], frozenset]  # variant index, stroke order, reversed strokes
+_Choice = tuple[int, tuple[int, ...], frozenset]  # variant index, stroke order, reversed strokes
 
 
-def _draw_choice(rng: np.random.Generator, variants: tuple[_Variant, ...], order_bias: float) -> Choice:
+def _draw_choice(rng: np.random.Generator, variants: tuple[_Variant, ...], order_bias: float) -> _Choice:
     """Pick a variant, a stroke order and the strokes drawn backwards."""
     weights = np.array([v.weight for v in variants])
     vi = int(np.searchsorted(np.cumsum(weights) / weights.sum(), rng.random(), side="right"))
@@ -446,7 +446,7 @@ def _draw_choice(rng: np.random.Generator, variants: tuple[_Variant, ...], order
 
 
 @functools.lru_cache(maxsize=4096)
-def _habit(habit_seed: int, order_bias: float, symbol: str) -> Choice:
+def _habit(habit_seed: int, order_bias: float, symbol: str) -> _Choice:
     """The writer's usual way of writing ``symbol`` (deterministic in its arguments)."""
     rng = np.random.default_rng([habit_seed, _symbol_key(symbol)])
     return _draw_choice(rng, _TEMPLATES[symbol], order_bias)
