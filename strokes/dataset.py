@@ -308,16 +308,45 @@ class DatasetBuilder:
     _sources: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     _any_t: bool = False
+    _pending: list = field(default_factory=list)
 
     def add(self, strokes: Sequence[np.ndarray], label: str, writer: str | None = None, source: str | None = None):
-        """Add one sample given as ``ink`` (list of (n, 2) or (n, 3) arrays)."""
-        lens = [len(s) for s in strokes]
-        pts = np.concatenate(strokes) if len(strokes) > 1 else np.asarray(strokes[0])
-        t = pts[:, 2] if pts.shape[1] >= 3 else np.full(len(pts), np.nan)
-        self.add_chunk(pts[:, :2], t, np.asarray(lens), np.asarray([len(lens)]), [label], [writer], [source])
+        """Add one sample given as ``ink`` (list of (n, 2) or (n, 3) arrays).
+
+        Samples are buffered and stored as one chunk per ``FLUSH`` samples, so
+        that memory is not spent on many small arrays.
+        """
+        self._pending.append((strokes, label, writer, source))
+        if len(self._pending) >= self.FLUSH:
+            self._flush()
+
+    FLUSH = 4096
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        strokes = [s for p in pending for s in p[0]]
+        lens = np.fromiter((len(s) for s in strokes), dtype=np.int64, count=len(strokes))
+        xy = np.concatenate([np.asarray(s)[:, :2] for s in strokes])
+        if any(np.shape(s)[1] >= 3 for s in strokes):
+            t = np.concatenate([s[:, 2] if s.shape[1] >= 3 else np.full(len(s), np.nan) for s in strokes])
+        else:
+            t = None
+        self.add_chunk(
+            xy,
+            t,
+            lens,
+            np.fromiter((len(p[0]) for p in pending), dtype=np.int64, count=len(pending)),
+            [p[1] for p in pending],
+            [p[2] for p in pending],
+            [p[3] for p in pending],
+        )
 
     def add_chunk(self, xy, t, stroke_lengths, sample_nstrokes, labels, writers, sources) -> None:
         """Add many samples at once as ragged arrays (t may be None or hold NaN)."""
+        if self._pending:  # keep sample order
+            self._flush()
         if len(labels) != len(sample_nstrokes) or len(writers) != len(labels) or len(sources) != len(labels):
             raise ValueError("labels, writers and sources need one entry per sample")
         self._xy.append(np.asarray(xy, dtype=np.float32))
@@ -338,10 +367,11 @@ class DatasetBuilder:
         self.skipped.append(Skipped(str(source), str(reason)))
 
     def __len__(self) -> int:
-        return len(self._labels)
+        return len(self._labels) + len(self._pending)
 
     def build(self, info: dict | None = None, vocab: Sequence[str] | None = None) -> StrokeDataset:
         """Concatenate everything into a dataset (vocab sorted unless given)."""
+        self._flush()
         if vocab is None:
             vocab = sorted(set(self._labels))
         lookup = {c: i for i, c in enumerate(vocab)}
