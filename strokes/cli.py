@@ -23,7 +23,8 @@ def _load(args):
     return load(args.data, format=args.format, **opts)
 
 
-def _summary(ds, out=sys.stdout) -> None:
+def _summary(ds, out=None) -> None:
+    out = out or sys.stdout  # looked up at call time, so redirection works
     info = ds.info
     unit = info.get("unit", "records")
     n_in = info.get("records_in", len(ds) + len(ds.skipped))

@@ -65,7 +65,8 @@ def _scan(rows: list[bytes]):
     np.cumsum(lens[:-1] + 1, out=row_start[1:])  # rows joined by one separator byte
     a = np.frombuffer(b"\n".join(rows), dtype=np.uint8)
     row_mark = np.zeros(len(a), dtype=np.int32)
-    row_mark[row_start[1:]] = 1
+    later = row_start[1:]
+    row_mark[later[later < len(a)]] = 1  # an empty last row starts past the end
     row_of_byte = np.cumsum(row_mark, dtype=np.int32)  # (len(a),) row of every byte
     del row_mark
     bad = np.zeros(nrows, dtype=bool)

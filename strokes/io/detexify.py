@@ -64,7 +64,18 @@ def key_to_label(key: str, style: str = "command") -> str:
 
 
 def label_to_key(label: str, package: str = "latex2e", encoding: str = "OT1") -> str:
-    """Inverse of :func:`key_to_label` for labels (new key style; ``\\_`` becomes ``__``)."""
+    """Inverse of :func:`key_to_label` for labels (new key style; ``\\_`` becomes ``__``).
+
+    Raises:
+        ValueError: for a label starting with ``_`` (other than ``\\_``): detexify
+            reads a leading ``_`` as a backslash, so it would come back changed.
+    """
+    if label.startswith("_"):
+        raise ValueError(
+            f"label {label!r} starts with '_', which detexify keys read as a backslash; rename the class"
+        )
+    if not label:
+        raise ValueError("an empty label cannot be written as a detexify key")
     cmd = "__" if label == "\\_" else label
     return f"{package}-{encoding}-{cmd}"
 
@@ -161,19 +172,33 @@ class RowParser:
                 ok = ok.copy()
                 ok[np.flatnonzero(ok)[over]] = False
                 parsed = parse_rows([raws[j] for j in np.flatnonzero(ok)])
-        good = [usable[j] for j in np.flatnonzero(ok)]
-        if good:
-            b.add_chunk(
-                parsed.xy,
-                parsed.t,
-                parsed.stroke_lengths,
-                parsed.row_nstrokes,
-                [self.label(keys[i]) for i in good],
-                [None] * len(good),
-                [sources[i] for i in good],
-            )
-        for j in np.flatnonzero(~ok):
-            self._slow(sources[usable[j]], keys[usable[j]], raws[j])
+        # add runs of fast-path rows and slow-path rows alternately: samples keep the input order
+        stroke_cut = np.r_[0, np.cumsum(parsed.row_nstrokes)]  # per parsed row
+        point_cut = np.r_[0, np.cumsum(parsed.stroke_lengths)]  # per parsed stroke
+        rank = np.cumsum(ok) - ok  # index among parsed rows
+        j = 0
+        while j < len(ok):
+            k = j
+            while k < len(ok) and ok[k] == ok[j]:
+                k += 1
+            if ok[j]:
+                r0, r1 = rank[j], rank[j] + (k - j)
+                s0, s1 = stroke_cut[r0], stroke_cut[r1]
+                p0, p1 = point_cut[s0], point_cut[s1]
+                rows = [usable[i] for i in range(j, k)]
+                b.add_chunk(
+                    parsed.xy[p0:p1],
+                    parsed.t[p0:p1],
+                    parsed.stroke_lengths[s0:s1],
+                    parsed.row_nstrokes[r0:r1],
+                    [self.label(keys[i]) for i in rows],
+                    [None] * len(rows),
+                    [sources[i] for i in rows],
+                )
+            else:
+                for i in range(j, k):
+                    self._slow(sources[usable[i]], keys[usable[i]], raws[i])
+            j = k
 
     def _slow(self, source: str, key: str, raw: bytes) -> None:
         try:
@@ -181,6 +206,13 @@ class RowParser:
         except (ValueError, UnicodeDecodeError) as exc:
             self.builder.skip(source, f"strokes is not valid JSON ({exc})")
             return
+        if isinstance(data, list):  # a stroke mixing [x, y, t] and [x, y] points keeps x, y
+            data = [
+                [p[:2] for p in s]
+                if isinstance(s, list) and len({len(p) for p in s if isinstance(p, list)}) > 1
+                else s
+                for s in data
+            ]
         try:
             ink = as_ink(data, max_points=self.max_points)
         except (InkError, TypeError) as exc:
@@ -268,6 +300,11 @@ def _finish(builder: DatasetBuilder, info: dict) -> StrokeDataset:
 def _fmt(values: np.ndarray) -> np.ndarray:
     """Shortest round-tripping decimal strings; integral values without '.0'."""
     out = values.astype(str)
+    expo = np.flatnonzero(np.char.find(out, "e") >= 0)  # 1e-05: write positionally instead
+    if expo.size:
+        out = out.astype(object)
+        out[expo] = [np.format_float_positional(v, unique=True, trim="-") for v in values[expo]]
+        out = out.astype(str)
     integral = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 1e15)
     if integral.any():
         out = out.astype(object)
@@ -313,8 +350,8 @@ def save_detexify_sql(ds: StrokeDataset, path, *, table: str = DEFAULT_TABLE, st
     """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table):
         raise ValueError(f"table name {table!r} must be a plain SQL identifier")
-    rows = strokes_json(ds)
     keys = [_escape_copy(label_to_key(v)) for v in ds.vocab]
+    rows = strokes_json(ds)
     with atomic_write(path, "w") as fh:
         fh.write(
             "-- detexify-format dump written by strokes\n"

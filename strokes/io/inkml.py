@@ -33,11 +33,22 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+_ISVALUE = np.ones(256, dtype=bool)
+_ISVALUE[[9, 10, 13, 32, 44]] = False  # tab, newlines, space, comma
+
+
 def _parse_traces(texts: list[str], nch: int) -> list[np.ndarray]:
     """Parse trace texts ("x y, x y, ...") into (n, nch) arrays, one numpy call per file."""
     counts = [t.count(",") + 1 for t in texts]
-    flat = np.array(" ".join(texts).replace(",", " ").split(), dtype=np.float64)
-    if flat.size == sum(counts) * nch:
+    joined = ",".join(texts)
+    # every point (comma-separated) must hold exactly nch values: count them, vectorized
+    b = np.frombuffer(joined.encode("utf-8", errors="replace"), dtype=np.uint8)
+    isval = _ISVALUE[b]
+    starts = isval.copy()
+    starts[1:] &= ~isval[:-1]
+    per_point = np.bincount(np.cumsum(b == 44)[starts], minlength=sum(counts))  # 44: ','
+    if per_point.size == sum(counts) and np.all(per_point == nch):
+        flat = np.array(joined.replace(",", " ").split(), dtype=np.float64)
         return np.split(flat.reshape(-1, nch), np.cumsum(counts)[:-1])
     # some trace disagrees with the declared channels: parse trace by trace, point by point width
     out = []

@@ -7,6 +7,7 @@ Plain arrays only (strings as fixed-width unicode), so it loads with
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,11 @@ def load_npz(path, **_unused) -> StrokeDataset:
     path = Path(path)
     try:
         z = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"{path}: not a strokes .npz cache ({exc})") from None
+    except (ValueError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: not a strokes .npz cache, or a damaged one ({type(exc).__name__}: {exc}); "
+                         "re-create it with ds.save() or strokes import") from None
     with z:
         if "format" not in z.files or str(z["format"]) != MAGIC:
             raise ValueError(f"{path}: not a strokes .npz cache (no '{MAGIC}' marker); write one with ds.save()")

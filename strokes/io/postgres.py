@@ -30,7 +30,7 @@ DEFAULT_COLUMNS = ("id", "key", "strokes")
 def redact_dsn(dsn: str) -> str:
     """The DSN with any password replaced by ``***`` (for names and logs)."""
     dsn = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
-    return re.sub(r"(password\s*=\s*)\S+", r"\1***", dsn)
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn)
 
 
 def connect(dsn: str | None = None):
@@ -39,6 +39,8 @@ def connect(dsn: str | None = None):
 
     try:
         return psycopg2.connect(dsn or "")
+    except psycopg2.ProgrammingError as exc:
+        raise ValueError(f"invalid PostgreSQL DSN {redact_dsn(dsn or '')!r}: {str(exc).strip()}") from None
     except psycopg2.OperationalError as exc:
         raise ConnectionError(
             f"cannot connect to PostgreSQL at {redact_dsn(dsn or '(PG* environment)')}: {str(exc).strip()}. "
@@ -122,16 +124,21 @@ class _CopyStream(io.RawIOBase):
         self._buf = b""
         self._bar = bar
         self.rows = 0
+        self.error: Exception | None = None  # what broke the stream, re-raised after COPY aborts
 
     def readable(self):
         return True
 
     def _more(self) -> bool:
         chunk = []
-        for lineno, line, _ in self._lines:
-            chunk.append(line + b"\n")
-            if len(chunk) >= 4096:
-                break
+        try:
+            for lineno, line, _ in self._lines:
+                chunk.append(line + b"\n")
+                if len(chunk) >= 4096:
+                    break
+        except ValueError as exc:
+            self.error = exc
+            raise
         if not chunk:
             return False
         self.rows += len(chunk)
@@ -203,7 +210,12 @@ def copy_dump_to_postgres(
                 copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
                     _table_ident(table), sql.SQL(", ").join(sql.Identifier(c) for c in names)
                 )
-                cur.copy_expert(copy.as_string(conn), stream, size=1 << 20)
+                try:
+                    cur.copy_expert(copy.as_string(conn), stream, size=1 << 20)
+                except Exception:
+                    if stream.error is not None:  # the dump broke, not the server: say why
+                        raise stream.error from None
+                    raise
                 count = cur.rowcount
     finally:
         conn.close()
