@@ -37,7 +37,8 @@ __all__ = [
 ]
 
 DEFAULT_TABLE = "samples"
-BATCH_ROWS = 2000  # rows parsed per vectorized batch (keeps the working set in cache)
+BATCH_ROWS = 2000  # rows read per batch from a dump
+BATCH_BYTES = 1 << 20  # JSON bytes parsed per vectorized batch (bounds temporaries to ~35 MB)
 
 
 def key_to_label(key: str, style: str = "command") -> str:
@@ -154,6 +155,23 @@ class RowParser:
         return lab
 
     def add_batch(self, sources: list[str], keys: list[str | None], strokes: list[bytes | None]) -> None:
+        """Parse and add rows, in sub-batches of at most ``BATCH_BYTES`` of JSON.
+
+        The vectorized parser needs about 35 bytes of temporaries per input byte,
+        so batches are bounded by bytes, not rows: memory stays flat however
+        long the rows are.
+        """
+        start, size = 0, 0
+        for i, raw in enumerate(strokes):
+            size += len(raw) if raw else 0
+            if size > BATCH_BYTES:
+                end = max(i, start + 1)
+                self._add_batch(sources[start:end], keys[start:end], strokes[start:end])
+                start, size = end, sum(len(r) for r in strokes[end : i + 1] if r)
+        if start < len(sources):
+            self._add_batch(sources[start:], keys[start:], strokes[start:])
+
+    def _add_batch(self, sources: list[str], keys: list[str | None], strokes: list[bytes | None]) -> None:
         self.rows_in += len(sources)
         b = self.builder
         usable = [i for i in range(len(sources)) if keys[i] and strokes[i] is not None]
