@@ -47,12 +47,15 @@ def _offsets(lengths: np.ndarray) -> np.ndarray:
     return out
 
 
-def _intern(values: Sequence[str | None]) -> tuple[np.ndarray, list[str]]:
-    """Map strings to int ids into a sorted name list; None becomes -1."""
-    names = sorted({v for v in values if v is not None})
-    lookup = {n: i for i, n in enumerate(names)}
-    ids = np.fromiter((-1 if v is None else lookup[v] for v in values), dtype=np.int32, count=len(values))
-    return ids, names
+def _intern(values: Sequence[str | None], sort: bool = True) -> tuple[np.ndarray, list[str]]:
+    """Map strings to int ids into a name list (sorted, or in first-seen order); None becomes -1."""
+    lookup: dict[str, int] = {}
+    if sort:
+        lookup = {n: i for i, n in enumerate(sorted({v for v in values if v is not None}))}
+    ids = np.fromiter(
+        (-1 if v is None else lookup.setdefault(v, len(lookup)) for v in values), dtype=np.int32, count=len(values)
+    )
+    return ids, list(lookup)
 
 
 class StrokeDataset:
@@ -385,7 +388,7 @@ class DatasetBuilder:
         t = cat(self._t, np.float64, (0,)) if self._any_t else None
         self._t.clear()
         writer_ids, writer_names = _intern(self._writers)
-        source_ids, source_names = _intern(self._sources)
+        source_ids, source_names = _intern(self._sources, sort=False)  # often one per sample: skip the sort
         info = dict(info or {})
         info.setdefault("loaded", len(labels))
         info.setdefault("skipped", len(self.skipped))

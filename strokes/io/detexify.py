@@ -280,6 +280,7 @@ def load_detexify_sql(
             raise ValueError(f"table {table!r} in {path} lacks column(s) {sorted(missing)}; it has {names}")
         ci, ck, cs = names.index("id"), names.index("key"), names.index("strokes")
         ncols = len(names)
+        key_cache: dict[bytes, str] = {}
         if limit is not None:
             import itertools
 
@@ -296,7 +297,10 @@ def load_detexify_sql(
                 rid = fields[ci]
                 sources.append(f"id {rid.decode(errors='replace')}")
                 k = fields[ck]
-                keys.append(None if k == b"\\N" else _unescape_copy(k).decode("utf-8", errors="replace"))
+                key = key_cache.get(k)
+                if key is None:  # few distinct keys: unescape each once
+                    key = key_cache[k] = _unescape_copy(k).decode("utf-8", errors="replace")
+                keys.append(None if k == b"\\N" else key)
                 s = fields[cs]
                 strokes.append(None if s == b"\\N" else _unescape_copy(s))
             if sources:
@@ -323,7 +327,7 @@ def _fmt(values: np.ndarray) -> np.ndarray:
         out = out.astype(object)
         out[expo] = [np.format_float_positional(v, unique=True, trim="-") for v in values[expo]]
         out = out.astype(str)
-    integral = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 1e15)
+    integral = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 1e15) & ~np.signbit(values)
     if integral.any():
         out = out.astype(object)
         out[integral] = values[integral].astype(np.int64).astype(str)
@@ -359,6 +363,23 @@ def strokes_json(ds: StrokeDataset) -> list[str]:
     return [text[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def copy_rows(ds: StrokeDataset, start_id: int = 1, chunk: int = 10_000) -> Iterator[str]:
+    """The dataset as COPY text rows ``id<TAB>key<TAB>strokes``, in blocks of ``chunk`` samples.
+
+    Chunking bounds memory: the string building needs about 30x the bytes of
+    the points it formats. Keys are checked (and may raise) before anything is yielded.
+    """
+    keys = [_escape_copy(label_to_key(v)) for v in ds.vocab]
+
+    def blocks():
+        for a in range(0, len(ds), chunk):
+            part = ds.subset(np.arange(a, min(a + chunk, len(ds))))
+            rows = strokes_json(part)
+            yield "".join(f"{start_id + a + i}\t{keys[lab]}\t{row}\n" for i, (lab, row) in enumerate(zip(part.labels, rows)))
+
+    return blocks()
+
+
 def save_detexify_sql(ds: StrokeDataset, path, *, table: str = DEFAULT_TABLE, start_id: int = 1) -> None:
     """Write ``ds`` as a detexify-format PostgreSQL dump, atomically.
 
@@ -368,8 +389,7 @@ def save_detexify_sql(ds: StrokeDataset, path, *, table: str = DEFAULT_TABLE, st
     """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table):
         raise ValueError(f"table name {table!r} must be a plain SQL identifier")
-    keys = [_escape_copy(label_to_key(v)) for v in ds.vocab]
-    rows = strokes_json(ds)
+    blocks = copy_rows(ds, start_id)
     with atomic_write(path, "w") as fh:
         fh.write(
             "-- detexify-format dump written by strokes\n"
@@ -379,14 +399,8 @@ def save_detexify_sql(ds: StrokeDataset, path, *, table: str = DEFAULT_TABLE, st
             "    id integer PRIMARY KEY,\n    key text NOT NULL,\n    strokes text NOT NULL\n);\n\n"
             f"COPY {table} (id, key, strokes) FROM stdin;\n"
         )
-        labels = ds.labels
-        step = 10_000
-        for a in range(0, len(rows), step):
-            fh.write(
-                "".join(
-                    f"{start_id + i}\t{keys[labels[i]]}\t{rows[i]}\n" for i in range(a, min(a + step, len(rows)))
-                )
-            )
+        for block in blocks:
+            fh.write(block)
         fh.write("\\.\n\n")
 
 

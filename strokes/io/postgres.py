@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .._util import tqdm_disable
 from ..dataset import DatasetBuilder, StrokeDataset
 from ..ink import DEFAULT_MAX_POINTS
-from .detexify import DEFAULT_TABLE, RowParser, _escape_copy, _finish, iter_dump_rows, label_to_key, strokes_json
+from .detexify import DEFAULT_TABLE, RowParser, _finish, copy_rows, iter_dump_rows
 
 log = logging.getLogger(__name__)
 
@@ -117,33 +117,27 @@ def load_postgres(
 
 
 class _CopyStream(io.RawIOBase):
-    """A file-like view of a dump's COPY block (rows only), for ``copy_expert``."""
+    """A file-like reader over an iterator of byte blocks, for ``copy_expert``."""
 
-    def __init__(self, lines, bar):
-        self._lines = lines
+    def __init__(self, blocks, bar=None):
+        self._blocks = iter(blocks)
         self._buf = b""
         self._bar = bar
-        self.rows = 0
         self.error: Exception | None = None  # what broke the stream, re-raised after COPY aborts
 
     def readable(self):
         return True
 
     def _more(self) -> bool:
-        chunk = []
         try:
-            for lineno, line, _ in self._lines:
-                chunk.append(line + b"\n")
-                if len(chunk) >= 4096:
-                    break
+            data = next(self._blocks, None)
         except ValueError as exc:
             self.error = exc
             raise
-        if not chunk:
+        if data is None:
             return False
-        self.rows += len(chunk)
-        data = b"".join(chunk)
-        self._bar.update(len(data))
+        if self._bar is not None:
+            self._bar.update(len(data))
         self._buf += data
         return True
 
@@ -163,6 +157,18 @@ class _CopyStream(io.RawIOBase):
         i = len(self._buf) if i < 0 else i + 1
         out, self._buf = self._buf[:i], self._buf[i:]
         return out
+
+
+def _line_blocks(lines, n: int = 4096):
+    """Join the dump's COPY rows into blocks of ``n`` lines."""
+    chunk = []
+    for _, line, _ in lines:
+        chunk.append(line + b"\n")
+        if len(chunk) >= n:
+            yield b"".join(chunk)
+            chunk = []
+    if chunk:
+        yield b"".join(chunk)
 
 
 def _create_table(cur, table: str, columns, replace: bool) -> None:
@@ -206,7 +212,7 @@ def copy_dump_to_postgres(
             names = cols.split(",")
             with conn, conn.cursor() as cur:
                 _create_table(cur, table, DEFAULT_COLUMNS, replace)
-                stream = _CopyStream(lines, bar)
+                stream = _CopyStream(_line_blocks(lines), bar)
                 copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
                     _table_ident(table), sql.SQL(", ").join(sql.Identifier(c) for c in names)
                 )
@@ -227,9 +233,7 @@ def save_postgres(ds: StrokeDataset, dsn: str | None = None, *, table: str = DEF
     """Write a dataset into a detexify-shaped table with COPY; return the row count."""
     from psycopg2 import sql
 
-    rows = strokes_json(ds)
-    keys = [_escape_copy(label_to_key(v)) for v in ds.vocab]
-    data = "".join(f"{i + 1}\t{keys[ds.labels[i]]}\t{rows[i]}\n" for i in range(len(rows))).encode()
+    blocks = copy_rows(ds)  # checks the labels before connecting
     conn = connect(dsn)
     try:
         with conn, conn.cursor() as cur:
@@ -237,7 +241,7 @@ def save_postgres(ds: StrokeDataset, dsn: str | None = None, *, table: str = DEF
             copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
                 _table_ident(table), sql.SQL(", ").join(sql.Identifier(c) for c in DEFAULT_COLUMNS)
             )
-            cur.copy_expert(copy.as_string(conn), io.BytesIO(data))
+            cur.copy_expert(copy.as_string(conn), _CopyStream(b.encode() for b in blocks), size=1 << 20)
             return cur.rowcount
     finally:
         conn.close()
