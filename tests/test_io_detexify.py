@@ -585,3 +585,24 @@ def test_couchdb_not_json_or_wrong_shape(tmp_path):
         strokes.load(p, progress=False)
     with pytest.raises(ValueError, match="CouchDB view"):
         load_couchdb_json(write_json(tmp_path / "obj.json", {"something": 1}), progress=False)
+
+
+def test_worker_processes_give_the_same_dataset(tmp_path, monkeypatch):
+    """Parsing in worker processes changes nothing: same samples, order and skipped rows."""
+    import strokes.io.detexify as det
+    from strokes.synthetic import generate
+
+    ds = generate(n_writers=3, samples_per_writer=2, seed=5)
+    p = tmp_path / "w.sql"
+    ds.save(p)
+    text = p.read_text().replace("\n\\.\n", "\n999\tlatex2e-OT1-x\tnot json\n1000\tlatex2e-OT1-y\t[[]]\n\\.\n")
+    p.write_text(text)
+    monkeypatch.setattr(det, "BATCH_BYTES", 2048)  # many small batches in flight
+    one = det.load_detexify_sql(p, workers=1, progress=False)
+    two = det.load_detexify_sql(p, workers=2, progress=False)
+    assert one.fingerprint() == two.fingerprint() == ds.fingerprint()
+    assert one.sources() == two.sources()
+    assert [(s.source, s.reason) for s in one.skipped] == [(s.source, s.reason) for s in two.skipped]
+    assert len(two.skipped) == 2 and two.info["records_in"] == len(two) + 2
+    with pytest.raises(ValueError, match="workers"):
+        det.load_detexify_sql(p, workers=0)

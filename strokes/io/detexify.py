@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
@@ -38,6 +41,7 @@ __all__ = [
 
 DEFAULT_TABLE = "samples"
 BATCH_ROWS = 2000  # rows read per batch from a dump
+PARALLEL_BYTES = 32 << 20  # dumps larger than this are parsed by worker processes by default
 BATCH_BYTES = 1 << 20  # JSON bytes parsed per vectorized batch (bounds temporaries to ~35 MB)
 
 
@@ -147,6 +151,9 @@ class RowParser:
         self.max_points = max_points
         self._labels: dict[str, str] = {}
         self.rows_in = 0
+        self.pool = None  # a concurrent.futures executor, to parse in worker processes
+        self.pool_size = 1
+        self._queue: deque = deque()
 
     def label(self, key: str) -> str:
         lab = self._labels.get(key)
@@ -166,22 +173,39 @@ class RowParser:
             size += len(raw) if raw else 0
             if size > BATCH_BYTES:
                 end = max(i, start + 1)
-                self._add_batch(sources[start:end], keys[start:end], strokes[start:end])
+                self._submit(sources[start:end], keys[start:end], strokes[start:end])
                 start, size = end, sum(len(r) for r in strokes[end : i + 1] if r)
         if start < len(sources):
-            self._add_batch(sources[start:], keys[start:], strokes[start:])
+            self._submit(sources[start:], keys[start:], strokes[start:])
 
-    def _add_batch(self, sources: list[str], keys: list[str | None], strokes: list[bytes | None]) -> None:
+    def _submit(self, sources, keys, strokes) -> None:
+        """Queue one sub-batch: parsed now, or by a worker process when a pool is set."""
         self.rows_in += len(sources)
-        b = self.builder
         usable = [i for i in range(len(sources)) if keys[i] and strokes[i] is not None]
         for i in range(len(sources)):
             if not keys[i]:
-                b.skip(sources[i], "key is empty or NULL")
+                self.builder.skip(sources[i], "key is empty or NULL")
             elif strokes[i] is None:
-                b.skip(sources[i], "strokes is NULL")
+                self.builder.skip(sources[i], "strokes is NULL")
         raws = [strokes[i] for i in usable]
-        parsed = parse_rows(raws)
+        if self.pool is None:
+            self._add_parsed(sources, keys, usable, raws, parse_rows(raws))
+            return
+        self._queue.append((sources, keys, usable, raws, self.pool.submit(parse_rows, raws)))
+        while len(self._queue) > 2 * self.pool_size:  # bounded: memory stays flat
+            self._finish_one()
+
+    def _finish_one(self) -> None:
+        sources, keys, usable, raws, future = self._queue.popleft()
+        self._add_parsed(sources, keys, usable, raws, future.result())
+
+    def close(self) -> None:
+        """Apply every queued batch, in order."""
+        while self._queue:
+            self._finish_one()
+
+    def _add_parsed(self, sources, keys, usable, raws, parsed) -> None:
+        b = self.builder
         ok = parsed.ok
         if ok.any():  # the point cap holds on the fast path too: over-long rows go the slow way
             row_start = np.r_[0, np.cumsum(parsed.row_nstrokes)[:-1]]
@@ -258,17 +282,39 @@ def load_detexify_sql(
     max_points: int = DEFAULT_MAX_POINTS,
     limit: int | None = None,
     progress: bool | None = None,
+    workers: int | None = None,
     **_unused,
 ) -> StrokeDataset:
     """Stream a detexify PostgreSQL dump (``.sql``) with no server, in bounded memory.
 
     Every row of the COPY block is either loaded or listed in ``ds.skipped``
     with its line number and reason: ``info["records_in"] == loaded + skipped``.
+
+    ``workers`` processes parse the JSON while this one reads the file (default:
+    one per core, up to 2, for dumps over ``PARALLEL_BYTES``; 1 parses in-process).
+    The result is the same either way.
     """
     path = Path(path)
     builder = DatasetBuilder(name=str(path))
     parser = RowParser(builder, key_style=key_style, max_points=max_points)
     size = path.stat().st_size
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if size > PARALLEL_BYTES else 1
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    parser.pool, parser.pool_size = pool, workers
+    try:
+        _read_dump(path, size, table, limit, progress, builder, parser)
+        parser.close()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    info = {"format": "detexify-sql", "records_in": parser.rows_in, "unit": "rows", "workers": workers}
+    return _finish(builder, info)
+
+
+def _read_dump(path, size, table, limit, progress, builder, parser) -> None:
     with open(path, "rb") as fh, tqdm(
         total=size, unit="B", unit_scale=True, desc="dump", disable=tqdm_disable(progress)
     ) as bar:
@@ -305,8 +351,6 @@ def load_detexify_sql(
                 strokes.append(None if s == b"\\N" else _unescape_copy(s))
             if sources:
                 parser.add_batch(sources, keys, strokes)
-    info = {"format": "detexify-sql", "records_in": parser.rows_in, "unit": "rows"}
-    return _finish(builder, info)
 
 
 def _finish(builder: DatasetBuilder, info: dict) -> StrokeDataset:
