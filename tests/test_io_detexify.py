@@ -23,6 +23,8 @@ from strokes.io.detexify import (
     save_detexify_sql,
     strokes_json,
 )
+from datasets import assert_same_data as assert_same
+from datasets import small_dataset
 
 BS = "\\"  # one backslash
 
@@ -289,33 +291,6 @@ def test_dump_mixed_width_stroke_loads_on_the_slow_path_too(tmp_path):
 
 
 # ------------------------------------------------------------------ writing
-def small_dataset(*, with_t: bool = True) -> StrokeDataset:
-    b = DatasetBuilder(name="small")
-    t0 = 1400702665265.0
-    b.add([np.array([[0, 0, t0], [1, 2, t0 + 16], [2, 4, t0 + 33]]), np.array([[5, 5, t0 + 100]])], r"\alpha")
-    b.add([np.array([[1.5, -2.25], [3.125, 4]])], "(")
-    b.add([np.array([[10.5, 20.25, 0.5], [11, 21, 1.25]])], r"\{")
-    b.add([np.array([[-7, 8]]), np.array([[9, -10]]), np.array([[0.1, 0.2], [0.3, 0.7]])], "-")
-    b.add([np.array([[123.456, 789.012, t0], [100, 100, t0 + 1]])], r"\_")
-    ds = b.build()
-    if not with_t:
-        ds = StrokeDataset(ds.xy, ds.stroke_offsets, ds.sample_offsets, ds.labels, ds.vocab)
-    return ds
-
-
-def assert_same(a: StrokeDataset, b: StrokeDataset) -> None:
-    np.testing.assert_array_equal(a.xy, b.xy)
-    np.testing.assert_array_equal(a.stroke_offsets, b.stroke_offsets)
-    np.testing.assert_array_equal(a.sample_offsets, b.sample_offsets)
-    np.testing.assert_array_equal(a.labels, b.labels)
-    assert a.vocab == b.vocab
-    if a.t is None:
-        assert b.t is None
-    else:
-        assert b.t is not None
-        np.testing.assert_array_equal(a.t, b.t)  # NaN compare equal here
-
-
 @pytest.mark.parametrize("with_t", [True, False])
 def test_save_sql_load_round_trip(tmp_path, with_t):
     ds = small_dataset(with_t=with_t)

@@ -13,6 +13,7 @@ import strokes
 from strokes.dataset import DatasetBuilder, Skipped, StrokeDataset
 from strokes.io import infer_format
 from strokes.io.npz import MAGIC, VERSION, load_npz, save_npz
+from datasets import assert_same_data
 
 
 def full_dataset() -> StrokeDataset:
@@ -29,16 +30,7 @@ def full_dataset() -> StrokeDataset:
 
 
 def assert_equal(a: StrokeDataset, b: StrokeDataset) -> None:
-    np.testing.assert_array_equal(a.xy, b.xy)
-    assert b.xy.dtype == np.float32
-    np.testing.assert_array_equal(a.stroke_offsets, b.stroke_offsets)
-    np.testing.assert_array_equal(a.sample_offsets, b.sample_offsets)
-    np.testing.assert_array_equal(a.labels, b.labels)
-    assert a.vocab == b.vocab
-    if a.t is None:
-        assert b.t is None
-    else:
-        np.testing.assert_array_equal(a.t, b.t)
+    assert_same_data(a, b)
     np.testing.assert_array_equal(a.writer_ids, b.writer_ids)
     np.testing.assert_array_equal(a.source_ids, b.source_ids)
     assert a.writer_names == b.writer_names

@@ -14,34 +14,14 @@ import strokes
 from strokes import cli
 from strokes.dataset import DatasetBuilder, StrokeDataset
 from strokes.io.postgres import connect, copy_dump_to_postgres, load_postgres, redact_dsn, save_postgres
+from datasets import assert_same_data as assert_same
+from datasets import small_dataset as _small
 
 pytestmark = pytest.mark.postgres
 
 
-def small_dataset() -> StrokeDataset:
-    b = DatasetBuilder(name="small")
-    t0 = 1400702665265.0
-    b.add([np.array([[0, 0, t0], [1, 2, t0 + 16], [2, 4, t0 + 33]]), np.array([[5, 5, t0 + 100]])], r"\alpha")
-    b.add([np.array([[1.5, -2.25], [3.125, 4]])], "(")
-    b.add([np.array([[10.5, 20.25, 0.5], [11, 21, 1.25]])], r"\{")
-    b.add([np.array([[-7, 8]]), np.array([[9, -10]]), np.array([[0.1, 0.2], [0.3, 0.7]])], "-")
-    b.add([np.array([[123.456, 789.012, t0], [100, 100, t0 + 1]])], r"\_")
-    b.add([np.array([[3, 3], [4, 4]])], r"\alpha")
-    return b.build()
-
-
-def assert_same(a: StrokeDataset, b: StrokeDataset) -> None:
-    np.testing.assert_array_equal(a.xy, b.xy)
-    np.testing.assert_array_equal(a.stroke_offsets, b.stroke_offsets)
-    np.testing.assert_array_equal(a.sample_offsets, b.sample_offsets)
-    np.testing.assert_array_equal(a.labels, b.labels)
-    assert a.vocab == b.vocab
-    assert a.label_names() == b.label_names()
-    if a.t is None:
-        assert b.t is None
-    else:
-        assert b.t is not None
-        np.testing.assert_array_equal(a.t, b.t)
+def small_dataset():
+    return _small(repeat_label=True)
 
 
 def execute(dsn: str, query, params=None):
