@@ -146,6 +146,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into head & co.: not an error
+        sys.stderr.close()
+        return 0
     except (ValueError, FileNotFoundError, ConnectionError) as exc:
         print(f"strokes: error: {exc}", file=sys.stderr)
         return 2
