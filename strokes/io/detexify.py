@@ -16,8 +16,9 @@ import os
 import re
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 from .._util import atomic_write, tqdm_disable
 from ..dataset import DatasetBuilder, StrokeDataset
 from ..ink import DEFAULT_MAX_POINTS, InkError, as_ink
-from ._pointsjson import parse_rows
+from ._pointsjson import ParsedRows, parse_rows
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ __all__ = [
 ]
 
 DEFAULT_TABLE = "samples"
-BATCH_ROWS = 2000  # rows read per batch from a dump
 PARALLEL_BYTES = 32 << 20  # dumps larger than this are parsed by worker processes by default
 BATCH_BYTES = 1 << 20  # JSON bytes parsed per vectorized batch (bounds temporaries to ~35 MB)
 
@@ -112,36 +112,115 @@ def _escape_copy(text: str) -> str:
 _COPY_RE = re.compile(rb"^COPY\s+(?:(\"?[\w$]+\"?)\.)?(\"?[\w$]+\"?)\s*\(([^)]*)\)\s+FROM\s+stdin", re.I)
 
 
-def iter_dump_rows(fh: BinaryIO, table: str = DEFAULT_TABLE) -> Iterator[tuple[int, bytes | None, str]]:
-    """Yield ``(line_number, raw_line_or_None, problem)`` for the table's COPY block.
-
-    The line is the raw row bytes without the newline; a line with a problem
-    comes as ``(lineno, line, reason)`` and a good one as ``(lineno, line, "")``.
-    Also yields the column order first, as ``(0, None, "id,key,strokes")``.
-    """
+def _find_copy(fh: BinaryIO, table: str = DEFAULT_TABLE) -> tuple[int, list[str]]:
+    """Read up to the ``COPY table (...) FROM stdin;`` line; return its line number and columns."""
     lineno = 0
     for line in fh:
         lineno += 1
         m = _COPY_RE.match(line)
         if m and m.group(2).strip(b'"').decode() == table:
-            cols = [c.strip().strip('"') for c in m.group(3).decode().split(",")]
-            yield 0, None, ",".join(cols)
-            for row in fh:
-                lineno += 1
-                if row.startswith(b"\\.") and row.rstrip(b"\r\n") == b"\\.":
-                    return
-                yield lineno, row.rstrip(b"\r\n"), ""
-            raise ValueError(f"COPY block for {table!r} does not end with '\\.' (the dump is truncated)")
+            return lineno, [c.strip().strip('"') for c in m.group(3).decode().split(",")]
     raise ValueError(
         f"no 'COPY {table} (...) FROM stdin;' block found; is this a detexify PostgreSQL dump? "
         "(pass table= if the table has another name)"
     )
 
 
-class RowParser:
-    """Turns batches of ``(source, key, strokes_json)`` rows into a dataset builder.
+def iter_dump_rows(fh: BinaryIO, table: str = DEFAULT_TABLE) -> Iterator[tuple[int, bytes | None, str]]:
+    """Yield the column order first, as ``(0, None, "id,key,strokes")``, then ``(lineno, row, "")``.
 
-    Good rows go through the vectorized parser; the rest get the strict slow
+    Rows are the raw lines of the table's COPY block without the newline.
+    """
+    lineno, cols = _find_copy(fh, table)
+    yield 0, None, ",".join(cols)
+    for row in fh:
+        lineno += 1
+        if row.startswith(b"\\.") and row.rstrip(b"\r\n") == b"\\.":
+            return
+        yield lineno, row.rstrip(b"\r\n"), ""
+    raise ValueError(f"COPY block for {table!r} does not end with '\\.' (the dump is truncated)")
+
+
+@dataclass
+class PreparedRows:
+    """Rows after the pure, parallelizable part of loading: checked, parsed, capped.
+
+    ``sources``/``keys``/``ok`` cover the usable rows in input order; ``parsed``
+    holds the points of the ``ok`` ones; ``slow`` the raw JSON of the others,
+    in order, for the strict slow path.
+    """
+
+    rows_in: int
+    skips: list  # (source, reason) for rows that cannot be used at all
+    sources: list
+    keys: list
+    ok: np.ndarray
+    parsed: ParsedRows
+    slow: list
+
+
+def prepare_rows(sources, keys, strokes, max_points: int = DEFAULT_MAX_POINTS, skips=None) -> PreparedRows:
+    """Check and parse one batch of ``(source, key, strokes_json)`` rows (pure: no builder)."""
+    skips = list(skips or [])
+    rows_in = len(sources) + len(skips)  # the given skips are rows that never became (source, key, strokes)
+    usable = []
+    for i in range(len(sources)):
+        if not keys[i]:
+            skips.append((sources[i], "key is empty or NULL"))
+        elif strokes[i] is None:
+            skips.append((sources[i], "strokes is NULL"))
+        else:
+            usable.append(i)
+    raws = [strokes[i] for i in usable]
+    parsed = parse_rows(raws)
+    ok = parsed.ok
+    if ok.any():  # the point cap holds on the fast path too: over-long rows go the slow way
+        row_start = np.r_[0, np.cumsum(parsed.row_nstrokes)[:-1]]
+        over = np.add.reduceat(parsed.stroke_lengths, row_start) > max_points
+        if over.any():
+            ok = ok.copy()
+            ok[np.flatnonzero(ok)[over]] = False
+            parsed = parse_rows([raws[j] for j in np.flatnonzero(ok)])
+    return PreparedRows(
+        rows_in=rows_in,
+        skips=skips,
+        sources=[sources[i] for i in usable],
+        keys=[keys[i] for i in usable],
+        ok=ok,
+        parsed=parsed,
+        slow=[raws[j] for j in np.flatnonzero(~ok)],
+    )
+
+
+def _prepare_copy_block(block: bytes, first_lineno: int, cols: tuple, max_points: int) -> PreparedRows:
+    """Split a block of whole COPY lines into fields and prepare them (runs in a worker)."""
+    ci, ck, cs, ncols = cols
+    lines = block.split(b"\n")
+    lines.pop()  # the block ends with a newline
+    sources, keys, strokes, skips = [], [], [], []
+    key_cache: dict[bytes, str | None] = {}
+    for n, line in enumerate(lines):
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        fields = line.split(b"\t")
+        if len(fields) != ncols:
+            skips.append((f"line {first_lineno + n}", f"expected {ncols} tab-separated fields, got {len(fields)}"))
+            continue
+        sources.append(f"id {fields[ci].decode(errors='replace')}")
+        k = fields[ck]
+        key = key_cache.get(k, "")
+        if key == "":  # few distinct keys: unescape each once
+            key = key_cache[k] = None if k == b"\\N" else _unescape_copy(k).decode("utf-8", errors="replace")
+        keys.append(key)
+        st = fields[cs]
+        strokes.append(None if st == b"\\N" else _unescape_copy(st))
+    return prepare_rows(sources, keys, strokes, max_points, skips)
+
+
+class RowParser:
+    """Adds prepared batches of rows to a dataset builder, in input order.
+
+    Fast-path rows come from the vectorized parser; the rest get the strict slow
     path (``json.loads`` + :func:`as_ink`), which reads them or records why not.
     """
 
@@ -151,9 +230,6 @@ class RowParser:
         self.max_points = max_points
         self._labels: dict[str, str] = {}
         self.rows_in = 0
-        self.pool = None  # a concurrent.futures executor, to parse in worker processes
-        self.pool_size = 1
-        self._queue: deque = deque()
 
     def label(self, key: str) -> str:
         lab = self._labels.get(key)
@@ -162,7 +238,7 @@ class RowParser:
         return lab
 
     def add_batch(self, sources: list[str], keys: list[str | None], strokes: list[bytes | None]) -> None:
-        """Parse and add rows, in sub-batches of at most ``BATCH_BYTES`` of JSON.
+        """Prepare and add rows, in sub-batches of at most ``BATCH_BYTES`` of JSON.
 
         The vectorized parser needs about 35 bytes of temporaries per input byte,
         so batches are bounded by bytes, not rows: memory stays flat however
@@ -173,51 +249,22 @@ class RowParser:
             size += len(raw) if raw else 0
             if size > BATCH_BYTES:
                 end = max(i, start + 1)
-                self._submit(sources[start:end], keys[start:end], strokes[start:end])
+                self.apply(prepare_rows(sources[start:end], keys[start:end], strokes[start:end], self.max_points))
                 start, size = end, sum(len(r) for r in strokes[end : i + 1] if r)
         if start < len(sources):
-            self._submit(sources[start:], keys[start:], strokes[start:])
+            self.apply(prepare_rows(sources[start:], keys[start:], strokes[start:], self.max_points))
 
-    def _submit(self, sources, keys, strokes) -> None:
-        """Queue one sub-batch: parsed now, or by a worker process when a pool is set."""
-        self.rows_in += len(sources)
-        usable = [i for i in range(len(sources)) if keys[i] and strokes[i] is not None]
-        for i in range(len(sources)):
-            if not keys[i]:
-                self.builder.skip(sources[i], "key is empty or NULL")
-            elif strokes[i] is None:
-                self.builder.skip(sources[i], "strokes is NULL")
-        raws = [strokes[i] for i in usable]
-        if self.pool is None:
-            self._add_parsed(sources, keys, usable, raws, parse_rows(raws))
-            return
-        self._queue.append((sources, keys, usable, raws, self.pool.submit(parse_rows, raws)))
-        while len(self._queue) > 2 * self.pool_size:  # bounded: memory stays flat
-            self._finish_one()
-
-    def _finish_one(self) -> None:
-        sources, keys, usable, raws, future = self._queue.popleft()
-        self._add_parsed(sources, keys, usable, raws, future.result())
-
-    def close(self) -> None:
-        """Apply every queued batch, in order."""
-        while self._queue:
-            self._finish_one()
-
-    def _add_parsed(self, sources, keys, usable, raws, parsed) -> None:
+    def apply(self, rows: PreparedRows) -> None:
+        """Add a prepared batch: runs of fast rows as chunks, slow rows one by one, in order."""
         b = self.builder
-        ok = parsed.ok
-        if ok.any():  # the point cap holds on the fast path too: over-long rows go the slow way
-            row_start = np.r_[0, np.cumsum(parsed.row_nstrokes)[:-1]]
-            over = np.add.reduceat(parsed.stroke_lengths, row_start) > self.max_points
-            if over.any():
-                ok = ok.copy()
-                ok[np.flatnonzero(ok)[over]] = False
-                parsed = parse_rows([raws[j] for j in np.flatnonzero(ok)])
-        # add runs of fast-path rows and slow-path rows alternately: samples keep the input order
+        self.rows_in += rows.rows_in
+        for source, reason in rows.skips:
+            b.skip(source, reason)
+        ok, parsed = rows.ok, rows.parsed
         stroke_cut = np.r_[0, np.cumsum(parsed.row_nstrokes)]  # per parsed row
         point_cut = np.r_[0, np.cumsum(parsed.stroke_lengths)]  # per parsed stroke
         rank = np.cumsum(ok) - ok  # index among parsed rows
+        slow = iter(rows.slow)
         j = 0
         while j < len(ok):
             k = j
@@ -227,19 +274,18 @@ class RowParser:
                 r0, r1 = rank[j], rank[j] + (k - j)
                 s0, s1 = stroke_cut[r0], stroke_cut[r1]
                 p0, p1 = point_cut[s0], point_cut[s1]
-                rows = [usable[i] for i in range(j, k)]
                 b.add_chunk(
                     parsed.xy[p0:p1],
                     parsed.t[p0:p1],
                     parsed.stroke_lengths[s0:s1],
                     parsed.row_nstrokes[r0:r1],
-                    [self.label(keys[i]) for i in rows],
-                    [None] * len(rows),
-                    [sources[i] for i in rows],
+                    [self.label(key) for key in rows.keys[j:k]],
+                    [None] * (k - j),
+                    rows.sources[j:k],
                 )
             else:
                 for i in range(j, k):
-                    self._slow(sources[usable[i]], keys[usable[i]], raws[i])
+                    self._slow(rows.sources[i], rows.keys[i], next(slow))
             j = k
 
     def _slow(self, source: str, key: str, raw: bytes) -> None:
@@ -263,15 +309,51 @@ class RowParser:
         self.builder.add(ink, self.label(key), None, source)
 
 
-def _batches(it: Iterable, n: int):
-    batch = []
-    for x in it:
-        batch.append(x)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _end_line(data: bytes, at_eof: bool = False) -> int:
+    """Offset of the line ``\\.`` that ends a COPY block in ``data``, or -1.
+
+    Found with ``bytes.find`` (a regex here cost a third of the load time). At
+    the end of the file the line may lack its newline.
+    """
+    start = 0
+    while True:
+        i = 0 if start == 0 and data.startswith(b"\\.") else data.find(b"\n\\.", max(start - 1, 0))
+        if i < 0:
+            return -1
+        line_at = i if (i == 0 and data.startswith(b"\\.")) else i + 1
+        rest = data[line_at + 2 : line_at + 4]
+        if rest[:1] == b"\n" or rest == b"\r\n" or (at_eof and rest in (b"", b"\r") and line_at + 2 + len(rest) == len(data)):
+            return line_at
+        start = line_at + 2  # "\\." starting a longer line: not the end marker
+
+
+def _copy_blocks(fh: BinaryIO, first_lineno: int, limit: int | None, bar) -> Iterator[tuple[bytes, int]]:
+    """Yield ``(block, lineno)``: ~1 MiB of whole COPY lines at a time, up to the ``\\.`` line."""
+    rest, lineno, left = b"", first_lineno, limit
+    done = False
+    while not done:
+        chunk = fh.read(BATCH_BYTES)
+        bar.update(len(chunk))
+        data = rest + chunk
+        if chunk:
+            cut = data.rfind(b"\n") + 1  # whole lines only
+            block, rest = data[:cut], data[cut:]
+            end_at = _end_line(block)
+        else:
+            block, rest = data, b""
+            end_at = _end_line(block, at_eof=True)
+            if end_at < 0:
+                raise ValueError("COPY block does not end with '\\.' (the dump is truncated)")
+        if end_at >= 0:
+            block, done = block[:end_at], True
+        if left is not None:  # limit: stop after that many rows
+            nl = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+            if len(nl) >= left:
+                block, done = block[: nl[left - 1] + 1] if left else b"", True
+            left -= len(nl)
+        if block:
+            yield block, lineno
+            lineno += block.count(b"\n")
 
 
 def load_detexify_sql(
@@ -290,9 +372,9 @@ def load_detexify_sql(
     Every row of the COPY block is either loaded or listed in ``ds.skipped``
     with its line number and reason: ``info["records_in"] == loaded + skipped``.
 
-    ``workers`` processes parse the JSON while this one reads the file (default:
-    one per core, up to 2, for dumps over ``PARALLEL_BYTES``; 1 parses in-process).
-    The result is the same either way.
+    ``workers`` processes split and parse the rows while this one reads the file
+    (default: one per core, up to 2, for dumps over ``PARALLEL_BYTES``; 1 does it
+    all in-process). The result is the same either way.
     """
     path = Path(path)
     builder = DatasetBuilder(name=str(path))
@@ -302,55 +384,29 @@ def load_detexify_sql(
         workers = min(2, os.cpu_count() or 1) if size > PARALLEL_BYTES else 1
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
-    parser.pool, parser.pool_size = pool, workers
-    try:
-        _read_dump(path, size, table, limit, progress, builder, parser)
-        parser.close()
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    info = {"format": "detexify-sql", "records_in": parser.rows_in, "unit": "rows", "workers": workers}
-    return _finish(builder, info)
-
-
-def _read_dump(path, size, table, limit, progress, builder, parser) -> None:
     with open(path, "rb") as fh, tqdm(
         total=size, unit="B", unit_scale=True, desc="dump", disable=tqdm_disable(progress)
     ) as bar:
-        rows = iter_dump_rows(fh, table)
-        _, _, cols = next(rows)
-        names = cols.split(",")
+        lineno, names = _find_copy(fh, table)
         missing = {"id", "key", "strokes"} - set(names)
         if missing:
             raise ValueError(f"table {table!r} in {path} lacks column(s) {sorted(missing)}; it has {names}")
-        ci, ck, cs = names.index("id"), names.index("key"), names.index("strokes")
-        ncols = len(names)
-        key_cache: dict[bytes, str] = {}
-        if limit is not None:
-            import itertools
-
-            rows = itertools.islice(rows, limit)
-        for batch in _batches(rows, BATCH_ROWS):
-            sources, keys, strokes = [], [], []
-            for lineno, line, _ in batch:
-                bar.update(len(line) + 1)
-                fields = line.split(b"\t")
-                if len(fields) != ncols:
-                    parser.rows_in += 1
-                    builder.skip(f"line {lineno}", f"expected {ncols} tab-separated fields, got {len(fields)}")
-                    continue
-                rid = fields[ci]
-                sources.append(f"id {rid.decode(errors='replace')}")
-                k = fields[ck]
-                key = key_cache.get(k)
-                if key is None:  # few distinct keys: unescape each once
-                    key = key_cache[k] = _unescape_copy(k).decode("utf-8", errors="replace")
-                keys.append(None if k == b"\\N" else key)
-                s = fields[cs]
-                strokes.append(None if s == b"\\N" else _unescape_copy(s))
-            if sources:
-                parser.add_batch(sources, keys, strokes)
+        cols = (names.index("id"), names.index("key"), names.index("strokes"), len(names))
+        blocks = _copy_blocks(fh, lineno + 1, limit, bar)
+        if workers == 1:
+            for block, first in blocks:
+                parser.apply(_prepare_copy_block(block, first, cols, max_points))
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                queue: deque = deque()
+                for block, first in blocks:
+                    queue.append(pool.submit(_prepare_copy_block, block, first, cols, max_points))
+                    while len(queue) > 2 * workers:  # bounded: memory stays flat
+                        parser.apply(queue.popleft().result())
+                while queue:
+                    parser.apply(queue.popleft().result())
+    info = {"format": "detexify-sql", "records_in": parser.rows_in, "unit": "rows", "workers": workers}
+    return _finish(builder, info)
 
 
 def _finish(builder: DatasetBuilder, info: dict) -> StrokeDataset:
