@@ -37,7 +37,6 @@ __all__ = [
     "save_detexify_sql",
     "load_couchdb_json",
     "RowParser",
-    "iter_dump_rows",
 ]
 
 DEFAULT_TABLE = "samples"
@@ -124,21 +123,6 @@ def _find_copy(fh: BinaryIO, table: str = DEFAULT_TABLE) -> tuple[int, list[str]
         f"no 'COPY {table} (...) FROM stdin;' block found; is this a detexify PostgreSQL dump? "
         "(pass table= if the table has another name)"
     )
-
-
-def iter_dump_rows(fh: BinaryIO, table: str = DEFAULT_TABLE) -> Iterator[tuple[int, bytes | None, str]]:
-    """Yield the column order first, as ``(0, None, "id,key,strokes")``, then ``(lineno, row, "")``.
-
-    Rows are the raw lines of the table's COPY block without the newline.
-    """
-    lineno, cols = _find_copy(fh, table)
-    yield 0, None, ",".join(cols)
-    for row in fh:
-        lineno += 1
-        if row.startswith(b"\\.") and row.rstrip(b"\r\n") == b"\\.":
-            return
-        yield lineno, row.rstrip(b"\r\n"), ""
-    raise ValueError(f"COPY block for {table!r} does not end with '\\.' (the dump is truncated)")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .._util import atomic_write
-from ..dataset import Skipped, StrokeDataset
+from ..dataset import Skipped, StrokeDataset, _offsets
 
 MAGIC = "strokes-npz"
 VERSION = 1
@@ -48,12 +48,6 @@ def save_npz(ds: StrokeDataset, path, *, compress: bool = True) -> None:
         arrays["t"] = ds.t
     with atomic_write(path) as fh:
         (np.savez_compressed if compress else np.savez)(fh, **arrays)
-
-
-def _offsets(lengths: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=out[1:])
-    return out
 
 
 def load_npz(path, **_unused) -> StrokeDataset:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .._util import tqdm_disable
 from ..dataset import DatasetBuilder, StrokeDataset
 from ..ink import DEFAULT_MAX_POINTS
-from .detexify import DEFAULT_TABLE, RowParser, _finish, copy_rows, iter_dump_rows
+from .detexify import DEFAULT_TABLE, RowParser, _copy_blocks, _find_copy, _finish, copy_rows
 
 log = logging.getLogger(__name__)
 
@@ -159,18 +159,6 @@ class _CopyStream(io.RawIOBase):
         return out
 
 
-def _line_blocks(lines, n: int = 4096):
-    """Join the dump's COPY rows into blocks of ``n`` lines."""
-    chunk = []
-    for _, line, _ in lines:
-        chunk.append(line + b"\n")
-        if len(chunk) >= n:
-            yield b"".join(chunk)
-            chunk = []
-    if chunk:
-        yield b"".join(chunk)
-
-
 def _create_table(cur, table: str, columns, replace: bool) -> None:
     from psycopg2 import sql
 
@@ -207,12 +195,10 @@ def copy_dump_to_postgres(
         with open(dump, "rb") as fh, tqdm(
             total=dump.stat().st_size, unit="B", unit_scale=True, desc="COPY", disable=tqdm_disable(progress)
         ) as bar:
-            lines = iter_dump_rows(fh, dump_table)
-            _, _, cols = next(lines)
-            names = cols.split(",")
+            lineno, names = _find_copy(fh, dump_table)
             with conn, conn.cursor() as cur:
                 _create_table(cur, table, DEFAULT_COLUMNS, replace)
-                stream = _CopyStream(_line_blocks(lines), bar)
+                stream = _CopyStream(block for block, _ in _copy_blocks(fh, lineno + 1, None, bar))
                 copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
                     _table_ident(table), sql.SQL(", ").join(sql.Identifier(c) for c in names)
                 )
