@@ -1,1 +1,8 @@
+"""Rasterization of normalized ink into images for CNNs, and augmentation.
 
+See :mod:`rendering.raster` for the geometry and the channels.
+"""
+
+from .raster import CHANNELS, RenderConfig, rasterize, rasterize_batch, rasterize_dataset, rasterize_torch
+
+__all__ = ["CHANNELS", "RenderConfig", "rasterize", "rasterize_batch", "rasterize_dataset", "rasterize_torch"]
