@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -206,3 +207,18 @@ def test_failure_mid_write_keeps_old_file(tmp_path):
     assert p.read_bytes() == b"old content"
     assert _temps(tmp_path) == []
     assert sorted(x.name for x in tmp_path.iterdir()) == ["c.npz"]
+
+
+def test_atomic_write_permissions_follow_umask_or_replaced_file(tmp_path):
+    old = os.umask(0o022)
+    try:
+        p = tmp_path / "new.npz"
+        full_dataset().save(p)
+        assert p.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+        q = tmp_path / "kept.npz"
+        q.write_bytes(b"old")
+        q.chmod(0o640)
+        full_dataset().save(q)
+        assert q.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
