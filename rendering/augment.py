@@ -1,0 +1,244 @@
+"""Random, seeded, batched augmentation of ink, on the torch device.
+
+Augmentations act on points, before rendering, so image models (through
+:func:`rendering.rasterize_torch`) and sequence models see the same
+distortions. Each one is a small frozen dataclass; :class:`Augment` chains
+them. They take either layout used elsewhere in the toolkit:
+
+* ragged: ``points`` ``(P, 3)`` ``[x, y, pen_up]`` with ``offsets`` ``(N + 1,)``;
+* padded: ``points`` ``(B, T, 3)`` (no offsets; padding rows are transformed
+  too, which is harmless since they are masked later).
+
+Every sample draws its own parameters from the explicit ``generator`` (a
+``torch.Generator`` on the points' device), so the same seed gives the same
+batch, and nothing touches global RNG state. Inputs are never modified; the
+``pen_up`` column is passed through. Results may leave the unit square: the
+rasterizer clips safely. Numpy arrays are accepted too (converted to CPU
+tensors and converted back).
+
+Example::
+
+    aug = Augment((Affine(rotate=10), Jitter(0.003), Elastic(0.02)))
+    g = torch.Generator(device).manual_seed(0)
+    points = aug(points, offsets, generator=g)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["Affine", "Jitter", "Elastic", "Augment", "default_augment", "augment_from_config"]
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _prepare(points, offsets, generator):
+    """-> (xy (P, 2) float32 tensor, pen (P, 1), sample_of (P,), n_samples, restore)."""
+    torch = _torch()
+    as_numpy = isinstance(points, np.ndarray)
+    if as_numpy:
+        points = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
+        if offsets is not None:
+            offsets = torch.from_numpy(np.asarray(offsets, dtype=np.int64))
+    if not isinstance(points, torch.Tensor):
+        raise TypeError(f"points must be a torch.Tensor or numpy array, got {type(points).__name__}")
+    if generator is None or not isinstance(generator, torch.Generator):
+        raise TypeError("pass an explicit generator=torch.Generator(device).manual_seed(seed)")
+    if points.shape[-1] != 3 or points.ndim not in (2, 3):
+        raise ValueError(f"points must be (P, 3) or (B, T, 3) [x, y, pen_up], got {tuple(points.shape)}")
+    device = points.device
+    if generator.device.type != device.type:
+        raise ValueError(f"generator is on {generator.device} but points are on {device}")
+    shape, dtype = points.shape, points.dtype
+    if points.ndim == 3:
+        if offsets is not None:
+            raise ValueError("padded (B, T, 3) points take no offsets")
+        n, t = shape[0], shape[1]
+        flat = points.reshape(-1, 3)
+        sample_of = torch.arange(n, device=device).repeat_interleave(t)  # (B*T,)
+    else:
+        if offsets is None:
+            offsets = torch.tensor([0, shape[0]], device=device)
+        offsets = torch.as_tensor(offsets, device=device).to(torch.int64)
+        if offsets.ndim != 1 or int(offsets[0]) != 0 or int(offsets[-1]) != shape[0]:
+            raise ValueError(f"offsets must rise from 0 to len(points)={shape[0]}")
+        n = offsets.shape[0] - 1
+        flat = points
+        sample_of = torch.repeat_interleave(torch.arange(n, device=device), offsets[1:] - offsets[:-1])
+
+    def restore(xy):
+        out = torch.cat([xy.to(dtype), flat[:, 2:3]], dim=1).reshape(shape)  # (P, 3)
+        return out.numpy() if as_numpy else out
+
+    return flat[:, :2].to(torch.float32), sample_of, n, restore
+
+
+class _Step:
+    """A point transform: ``step(points, offsets=None, *, generator)``."""
+
+    name = "step"
+
+    def __call__(self, points, offsets=None, *, generator):
+        xy, sample_of, n, restore = _prepare(points, offsets, generator)
+        return restore(self.transform(xy, sample_of, n, generator))
+
+    def transform(self, xy, sample_of, n, generator):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def to_config(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {"name": self.name, **{k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}}
+
+
+def _uniform(generator, n, lo, hi, device):
+    """(n,) float32 uniform in [lo, hi) from ``generator``."""
+    torch = _torch()
+    return lo + (hi - lo) * torch.rand(n, generator=generator, device=device)
+
+
+@dataclass(frozen=True)
+class Affine(_Step):
+    """Random rotation, shear, anisotropic scale and translation about the square's centre."""
+
+    name = "affine"
+    rotate: float = 10.0  # max |rotation| in degrees
+    shear: float = 0.15  # max |horizontal shear| (x += shear * y)
+    scale: tuple[float, float] = (0.9, 1.1)  # range of the x and y scale factors, drawn independently
+    translate: float = 0.05  # max |shift| per axis, in fractions of the square
+
+    def __post_init__(self):
+        object.__setattr__(self, "scale", tuple(float(s) for s in self.scale))
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"scale must be (lo, hi) with 0 < lo <= hi, got {self.scale}")
+        for f in ("rotate", "shear", "translate"):
+            if not getattr(self, f) >= 0:
+                raise ValueError(f"{f} must be >= 0, got {getattr(self, f)}")
+
+    def transform(self, xy, sample_of, n, generator):
+        torch = _torch()
+        dev = xy.device
+        theta = _uniform(generator, n, -self.rotate, self.rotate, dev) * (math.pi / 180)  # (N,)
+        shear = _uniform(generator, n, -self.shear, self.shear, dev)  # (N,)
+        log_lo, log_hi = math.log(self.scale[0]), math.log(self.scale[1])
+        sx = torch.exp(_uniform(generator, n, log_lo, log_hi, dev))  # (N,) log-uniform
+        sy = torch.exp(_uniform(generator, n, log_lo, log_hi, dev))
+        shift = _uniform(generator, 2 * n, -self.translate, self.translate, dev).reshape(n, 2)  # (N, 2)
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        # A = R(theta) @ [[1, shear], [0, 1]] @ diag(sx, sy), per sample: (N, 2, 2)
+        a = torch.stack(
+            [
+                torch.stack([cos * sx, (cos * shear - sin) * sy], dim=-1),
+                torch.stack([sin * sx, (sin * shear + cos) * sy], dim=-1),
+            ],
+            dim=-2,
+        )
+        centred = xy - 0.5  # (P, 2)
+        moved = torch.einsum("pij,pj->pi", a[sample_of], centred)  # (P, 2)
+        return moved + 0.5 + shift[sample_of]
+
+
+@dataclass(frozen=True)
+class Jitter(_Step):
+    """Independent Gaussian noise on every point."""
+
+    name = "jitter"
+    sigma: float = 0.004  # standard deviation, in fractions of the square
+
+    def __post_init__(self):
+        if not self.sigma >= 0:
+            raise ValueError(f"sigma must be >= 0, got {self.sigma}")
+
+    def transform(self, xy, sample_of, n, generator):
+        torch = _torch()
+        noise = torch.randn(xy.shape, generator=generator, device=xy.device)  # (P, 2)
+        return xy + self.sigma * noise
+
+
+@dataclass(frozen=True)
+class Elastic(_Step):
+    """A smooth random displacement field: a sum of random plane waves per sample.
+
+    ``d(p) = alpha * sum_k a_k sin(2 pi f_k . p + phi_k)`` per axis, with
+    ``|f_k| <= frequency`` cycles per square, amplitudes ``a_k ~ N(0, 1/waves)``.
+    Nearby points move together, so strokes bend instead of fraying.
+    """
+
+    name = "elastic"
+    alpha: float = 0.02  # typical displacement, in fractions of the square
+    waves: int = 4  # plane waves summed per axis
+    frequency: float = 1.5  # max spatial frequency, cycles per unit square
+
+    def __post_init__(self):
+        if not self.alpha >= 0 or not self.frequency >= 0:
+            raise ValueError("alpha and frequency must be >= 0")
+        if isinstance(self.waves, bool) or not isinstance(self.waves, int) or self.waves < 1:
+            raise ValueError(f"waves must be a positive int, got {self.waves!r}")
+
+    def transform(self, xy, sample_of, n, generator):
+        torch = _torch()
+        dev = xy.device
+        k = self.waves
+        amp = torch.randn((n, 2, k), generator=generator, device=dev) / math.sqrt(k)  # (N, 2, K)
+        freq_r = self.frequency * torch.sqrt(torch.rand((n, 2, k), generator=generator, device=dev))
+        freq_a = 2 * math.pi * torch.rand((n, 2, k), generator=generator, device=dev)
+        freq = torch.stack([freq_r * torch.cos(freq_a), freq_r * torch.sin(freq_a)], dim=-1)  # (N, 2, K, 2)
+        phase = 2 * math.pi * torch.rand((n, 2, k), generator=generator, device=dev)  # (N, 2, K)
+        arg = torch.einsum("pakd,pd->pak", freq[sample_of], xy) * (2 * math.pi) + phase[sample_of]  # (P, 2, K)
+        return xy + self.alpha * (amp[sample_of] * torch.sin(arg)).sum(-1)  # (P, 2)
+
+
+_STEPS = {cls.name: cls for cls in (Affine, Jitter, Elastic)}
+
+
+@dataclass(frozen=True)
+class Augment:
+    """A chain of augmentation steps, applied in order."""
+
+    steps: tuple = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "steps", tuple(self.steps))
+        for s in self.steps:
+            if not isinstance(s, _Step):
+                raise TypeError(f"augmentation steps must be Affine, Jitter or Elastic, got {s!r}")
+
+    def __call__(self, points, offsets=None, *, generator):
+        xy, sample_of, n, restore = _prepare(points, offsets, generator)
+        for step in self.steps:
+            xy = step.transform(xy, sample_of, n, generator)
+        return restore(xy)
+
+    def to_config(self) -> list[dict[str, Any]]:
+        return [s.to_config() for s in self.steps]
+
+    @classmethod
+    def from_config(cls, config: Sequence[dict[str, Any]]) -> "Augment":
+        return augment_from_config(config)
+
+
+def augment_from_config(config: Sequence[dict[str, Any]]) -> Augment:
+    """Rebuild an :class:`Augment` from :meth:`Augment.to_config`."""
+    steps = []
+    for entry in config:
+        entry = dict(entry)
+        name = entry.pop("name", None)
+        if name not in _STEPS:
+            raise ValueError(f"unknown augmentation {name!r}; valid: {sorted(_STEPS)}")
+        if "scale" in entry:
+            entry["scale"] = tuple(entry["scale"])
+        steps.append(_STEPS[name](**entry))
+    return Augment(tuple(steps))
+
+
+def default_augment() -> Augment:
+    """Mild distortions that keep every symbol recognizable."""
+    return Augment((Affine(), Elastic(), Jitter()))
