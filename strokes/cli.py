@@ -56,6 +56,62 @@ def cmd_import(args) -> int:
     return 0
 
 
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def cmd_render(args) -> int:
+    import rendering
+    from rendering.plot import save_grid
+
+    from .normalize import default_pipeline
+
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    config = rendering.RenderConfig(
+        size=args.size, thickness=args.thickness, antialias=not args.hard, channels=_csv(args.channels)
+    )
+    ds = _load(args)
+    index = np.arange(len(ds))
+    if args.label:
+        wanted = [ds.class_to_idx.get(lab) for lab in args.label]
+        missing = [lab for lab, i in zip(args.label, wanted) if i is None]
+        if missing:
+            near = [c for c in ds.classes if any(m.strip("\\").lower() in c.lower() for m in missing)][:10]
+            raise ValueError(
+                f"label(s) {missing} not in {ds.name} ({len(ds.classes)} classes)"
+                + (f"; similar: {near}" if near else "; see `strokes stats DATA --all`")
+            )
+        index = index[np.isin(ds.labels, wanted)]
+    rng = np.random.default_rng(args.seed)
+    pick = np.sort(rng.choice(index, size=min(args.n, len(index)), replace=False))
+    sub = ds.subset(pick)
+    batch = default_pipeline().apply_dataset(sub)
+    points, offsets = batch.data, batch.offsets
+    if args.augment:
+        import torch
+
+        from rendering.augment import default_augment
+
+        g = torch.Generator().manual_seed(args.seed)
+        points = default_augment()(points, offsets, generator=g)
+    images = rendering.rasterize_batch(points, offsets, config=config)
+    titles = [str(sub.vocab[label]) for label in sub.labels]
+    kind = "synthetic" if ds.synthetic else "real"
+    save_grid(
+        images,
+        titles,
+        args.output,
+        channels=config.channels,
+        columns=args.columns,
+        suptitle=f"{ds.name} ({kind}), {len(pick)} of {len(index)} samples, seed {args.seed}, "
+        f"{config.size}x{config.size}, channels {','.join(config.channels)}"
+        + (", augmented" if args.augment else ""),
+    )
+    print(f"wrote {args.output} ({len(pick)} samples)")
+    return 0
+
+
 def cmd_stats(args) -> int:
     ds = _load(args)
     _summary(ds)
@@ -121,6 +177,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--top", type=int, default=20, help="classes to list (default 20)")
     sp.add_argument("--all", action="store_true", help="list every class")
     sp.set_defaults(func=cmd_stats)
+
+    sp = sub.add_parser(
+        "render",
+        help="draw a labelled grid of rendered samples",
+        description="Normalize and rasterize randomly chosen samples of DATA and write a labelled grid "
+        "image (PNG, PDF or SVG by suffix). Extra channels are drawn side by side in colour.",
+    )
+    data_args(sp)
+    sp.add_argument("-o", "--output", required=True, help="image file to write, e.g. grid.png")
+    sp.add_argument("--n", type=int, default=64, help="samples to draw (default 64)")
+    sp.add_argument("--label", action="append", help="only this class, e.g. '\\alpha' (repeatable)")
+    sp.add_argument(
+        "--channels", default="ink", help="comma-separated planes: ink, order, stroke, direction (default: ink)"
+    )
+    sp.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
+    sp.add_argument("--thickness", type=float, default=1.0, help="line width in pixels (default 1)")
+    sp.add_argument("--hard", action="store_true", help="hard 0/1 pixels instead of anti-aliased lines")
+    sp.add_argument("--augment", action="store_true", help="apply the default random augmentation first")
+    sp.add_argument("--columns", type=int, default=None, help="grid columns (default: about square)")
+    sp.add_argument("--seed", type=int, default=0, help="seed for the sample choice and augmentation")
+    sp.set_defaults(func=cmd_render)
 
     db = sub.add_parser("db", help="PostgreSQL utilities", description="PostgreSQL utilities.")
     dbsub = db.add_subparsers(dest="db_command", metavar="DB_COMMAND")

@@ -69,7 +69,7 @@ def dump(tmp_path) -> Path:
 
 
 # ------------------------------------------------------------------ help
-@pytest.mark.parametrize("args", [[], ["import"], ["stats"], ["db"], ["db", "load"]])
+@pytest.mark.parametrize("args", [[], ["import"], ["stats"], ["render"], ["db"], ["db", "load"]])
 def test_help_exits_zero(args):
     r = run(*args, "--help")
     assert r.returncode == 0, r.stderr
@@ -221,3 +221,47 @@ def test_summary_follows_redirected_stdout(dump, tmp_path):
     text = buf.getvalue()
     assert "wrote" in text
     assert "in: 5 rows; loaded: 4; skipped: 1" in text
+
+
+# -- strokes render --------------------------------------------------------
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG file"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_render_writes_a_labelled_grid(tmp_path):
+    out = tmp_path / "grid.png"
+    r = run("render", "synthetic:writers=2,samples=2", "-o", out, "--n", "6")
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout and "(6 samples)" in r.stdout
+    w, h = _png_size(out)
+    assert w > 200 and h > 100
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write leaves no temporary behind
+
+
+def test_render_label_channels_and_augment_in_process(tmp_path, capsys):
+    from strokes.synthetic import generate
+
+    ds = generate(2, 2)
+    label = ds.classes[3]
+    out = tmp_path / "alpha.svg"
+    code = cli.main(
+        ["render", "synthetic:writers=2,samples=2", "-o", str(out), "--label", label,
+         "--channels", "ink,order,stroke,direction", "--augment", "--hard", "--thickness", "2"]
+    )
+    assert code == 0
+    text = out.read_text()
+    assert "<svg" in text
+    n_expected = int((ds.labels == 3).sum())
+    assert f"({n_expected} samples)" in capsys.readouterr().out
+
+
+def test_render_unknown_label_or_channel_exit_2(tmp_path):
+    r = run("render", "synthetic", "-o", tmp_path / "x.png", "--label", "\\nosuchsymbol")
+    assert r.returncode == 2 and "not in" in r.stderr
+    r = run("render", "synthetic", "-o", tmp_path / "x.png", "--channels", "ink,colour")
+    assert r.returncode == 2 and "valid channels" in r.stderr
+    assert not (tmp_path / "x.png").exists()
