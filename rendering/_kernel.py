@@ -46,6 +46,7 @@ class _NumpyOps:
 
     def __init__(self):
         self.f32 = np.float32
+        self.f64 = np.float64
         self.i64 = np.int64
 
     def asarray(self, a, dtype):
@@ -136,6 +137,7 @@ class _TorchOps:
         # GPU: large chunks, since every op is a kernel launch
         self.chunk_entries = 1 << 17 if self.device.type == "cpu" else 1 << 24
         self.f32 = torch.float32
+        self.f64 = torch.float64
         self.i64 = torch.int64
 
     def asarray(self, a, dtype):
@@ -219,6 +221,12 @@ class _TorchOps:
         return a.contiguous()
 
 
+#: Hard lines ink pixels whose max-norm distance is within thickness / 2 plus
+#: this many pixels: ties (a point exactly on a pixel corner) go to ink, however
+#: float32 rounds them.
+HARD_SLACK = 2e-5
+
+
 def window_geometry(thickness: float, antialias: bool) -> tuple[float, int, float]:
     """Reach ``R`` (pixels), window width ``W`` and maximum piece length ``L``.
 
@@ -238,9 +246,11 @@ def window_geometry(thickness: float, antialias: bool) -> tuple[float, int, floa
         width = max(3, math.ceil(2 * reach + 1.0))
         length = width - 2 * reach
     else:
-        reach = r
-        width = max(2, math.floor(2 * reach) + 2)
-        length = width - 1 - 2 * reach
+        reach = r + HARD_SLACK
+        width = math.floor(2 * reach) + 1  # the narrowest window; pieces must then be short
+        if width - 2 * reach < 0.5:  # ...too short (thickness just under a whole number): one more pixel
+            width += 1
+        length = width - 2 * reach
     return reach, width, length * (1 - 1e-3)
 
 
@@ -336,10 +346,14 @@ def rasterize_ragged(
     vx, vy = bx - ax, by - ay  # (K,)
     n_seg = int(ax.shape[0])
     if not (ops.all_within(px, lo, hi) and ops.all_within(py, lo, hi)):  # else clipping is a no-op
-        t0 = ops.zeros(n_seg, f32)
-        t1 = ops.full(n_seg, 1.0, f32)
+        # float64: a cut point computed from a far-away endpoint keeps its precision
+        f64 = ops.f64
+        ax64, ay64, bx64, by64 = (ops.to(c, f64) for c in (ax, ay, bx, by))
+        vx64, vy64 = bx64 - ax64, by64 - ay64  # (K,)
+        t0 = ops.zeros(n_seg, f64)
+        t1 = ops.full(n_seg, 1.0, f64)
         keep = ops.full(n_seg, True, swap.dtype)
-        for a, v in ((ax, vx), (ay, vy)):
+        for a, v in ((ax64, vx64), (ay64, vy64)):
             still = v == 0
             keep = keep & ~(still & ((a < lo) | (a > hi)))
             safe_v = ops.where(still, 1.0, v)
@@ -350,20 +364,21 @@ def rasterize_ragged(
         keep = keep & (t0 <= t1)
         clipped_a, clipped_b = t0 > 0, t1 < 1
         kept = ops.nonzero(keep)
+        t0_32, t1_32 = ops.to(t0, f32), ops.to(t1, f32)
         values = [
             None
             if v is None
             else (
-                ops.where(clipped_a, v[0] + t0 * (v[1] - v[0]), v[0])[kept],
-                ops.where(clipped_b, v[0] + t1 * (v[1] - v[0]), v[1])[kept],
+                ops.where(clipped_a, v[0] + t0_32 * (v[1] - v[0]), v[0])[kept],
+                ops.where(clipped_b, v[0] + t1_32 * (v[1] - v[0]), v[1])[kept],
             )
             for v in values
         ]
         ax, ay, bx, by = (
-            ops.where(clipped_a, ax + t0 * vx, ax)[kept],
-            ops.where(clipped_a, ay + t0 * vy, ay)[kept],
-            ops.where(clipped_b, ax + t1 * vx, bx)[kept],
-            ops.where(clipped_b, ay + t1 * vy, by)[kept],
+            ops.to(ops.where(clipped_a, ax64 + t0 * vx64, ax64)[kept], f32),
+            ops.to(ops.where(clipped_a, ay64 + t0 * vy64, ay64)[kept], f32),
+            ops.to(ops.where(clipped_b, ax64 + t1 * vx64, bx64)[kept], f32),
+            ops.to(ops.where(clipped_b, ay64 + t1 * vy64, by64)[kept], f32),
         )
         seg_sample = seg_sample[kept]
         vx, vy = bx - ax, by - ay
@@ -463,7 +478,7 @@ def _draw(ops, big, p: _Pieces, window: _Window, canvas, reach, thickness, antia
         ey = uy - t * svy
         cover = ops.clip(reach - ops.sqrt(ex * ex + ey * ey), 0.0, 1.0)  # (W*W, m)
     else:
-        r = thickness / 2.0
+        r = thickness / 2.0 + HARD_SLACK
         hit = (ops.abs(2.0 * ux - svx) <= 2.0 * r + ops.abs(svx)) & (
             ops.abs(2.0 * uy - svy) <= 2.0 * r + ops.abs(svy)
         )

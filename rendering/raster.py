@@ -20,7 +20,11 @@ it).
   segment: a one-pixel linear ramp, the usual cheap approximation of area
   coverage.
 * ``antialias=False``: a pixel is inked (1.0) when the square of side
-  ``thickness`` centred on it meets a segment (a "supercover" line).
+  ``thickness`` centred on it meets a segment (a "supercover" line); exact
+  ties, such as a point on a pixel corner, count as ink (a 2e-5 pixel slack).
+
+Segments shorter than about 1e-19 pixels (their squared length underflows
+float32) are drawn as dots.
 
 Overlaps compose by max, never by sum, so ink stays in [0, 1].
 
@@ -188,6 +192,11 @@ def _as_ink_list(inks) -> list[np.ndarray]:
         inks = [inks]
     elif isinstance(inks, np.ndarray) and inks.ndim == 3:
         inks = list(inks)
+    elif isinstance(inks, np.ndarray):
+        raise ValueError(
+            f"inks must be one (n, 3) [x, y, pen_up] array, a stack (N, n, 3) or a sequence of them, "
+            f"got an array of shape {inks.shape}"
+        )
     elif isinstance(inks, (str, bytes)) or not isinstance(inks, Sequence):
         raise TypeError(
             "inks must be one (n, 3) [x, y, pen_up] array or a sequence of them "
