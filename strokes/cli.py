@@ -112,6 +112,147 @@ def cmd_render(args) -> int:
     return 0
 
 
+def _parse_options(items) -> dict:
+    """``key=value`` pairs; values parsed as JSON when they can be (numbers, booleans, lists)."""
+    import json
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--option takes key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def cmd_train(args) -> int:
+    from .evaluate import format_report, write_report
+    from .train import TrainConfig, Trainer
+
+    render = None
+    if args.channels != "ink" or args.thickness != 1.0:
+        render = {"size": 32, "thickness": args.thickness, "antialias": True, "channels": list(_csv(args.channels))}
+    config = TrainConfig(
+        model=args.model,
+        model_options=_parse_options(args.option),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        augment=[] if args.no_augment else None,
+        patience=args.patience,
+        split=args.split,
+        seed=args.seed,
+        device=args.device,
+        compile=args.compile,
+        render=render,
+        max_train_samples=args.max_train_samples,
+    )
+    out = args.out or f"runs/{args.model}"
+    ds = _load(args)
+    trainer = Trainer(config, out, progress=None)
+    metrics = trainer.fit(ds, resume=args.resume)
+    from .checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(f"{out}/best.pt")
+    if trainer.test_data is not None:
+        from .splits import split
+
+        sp = split(ds, mode=config.split, val=config.val, test=config.test, seed=config.seed)
+        from .evaluate import evaluate
+
+        report = evaluate(loaded, ds.subset(sp.test), device=str(trainer.device))
+        report["subset"] = "test"
+        paths = write_report(report, out, history=loaded.checkpoint.get("history"))
+        print(format_report(report, top=10))
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+    print(f"best checkpoint: {out}/best.pt (val top-1 {metrics['val']['top1']:.4f}, epoch {metrics['best_epoch']})")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .evaluate import evaluate, format_report, write_report
+    from .splits import split
+    from .train import resolve_device
+
+    device = resolve_device(args.device)
+    loaded = load_checkpoint(args.checkpoint, device=device)
+    ds = _load(args)
+    subset = args.subset
+    info = loaded.checkpoint.get("train", {}).get("split_info", {})
+    if subset == "auto":
+        subset = "test" if info.get("fingerprint") == ds.fingerprint() else "all"
+        log.warning("evaluating on %s (%s)", subset,
+                    "the checkpoint's held-out test split of this data" if subset == "test"
+                    else "DATA is not the data the model was trained on, so all of it")
+    if subset in ("test", "val"):
+        if info.get("fingerprint") != ds.fingerprint():
+            raise ValueError(f"--subset {subset} needs the data the checkpoint was trained on; use --subset all")
+        train_cfg = loaded.checkpoint["train"]
+        sp = split(ds, mode=train_cfg["split"], val=train_cfg["val"], test=train_cfg["test"], seed=train_cfg["seed"])
+        ds = ds.subset(sp.test if subset == "test" else sp.val)
+    report = evaluate(loaded, ds, device=device, batch_size=args.batch_size)
+    report["subset"] = subset
+    print(format_report(report, top=args.top))
+    if args.out:
+        paths = write_report(report, args.out, history=loaded.checkpoint.get("history"))
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _read_drawing(path):
+    """A drawing saved as JSON: a list of strokes, or an object holding one under strokes/ink/data."""
+    import json
+    from pathlib import Path
+
+    text = Path(path).read_text()
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if isinstance(obj, dict):
+        for key in ("strokes", "ink", "data"):
+            if key in obj:
+                obj = obj[key]
+                break
+        else:
+            raise ValueError(f"{path}: expected a list of strokes or an object with a 'strokes' key")
+    if isinstance(obj, str):  # detexify keeps the strokes as a JSON string
+        obj = json.loads(obj)
+    return obj
+
+
+def cmd_recognize(args) -> int:
+    import json
+
+    from .recognize import get_recognizer
+
+    rec = get_recognizer(args.model)
+    results = [(path, rec(_read_drawing(path), k=args.k)) for path in args.files]
+    if args.json:
+        print(json.dumps({str(p): [[lab, prob] for lab, prob in r] for p, r in results}, indent=1))
+        return 0
+    for path, r in results:
+        if len(results) > 1:
+            print(f"{path}:")
+        for rank, (label, prob) in enumerate(r, 1):
+            print(f"{rank:2d}. {label:<16s} {prob:7.2%}")
+    return 0
+
+
+def cmd_export_onnx(args) -> int:
+    from .onnx_export import export_onnx
+
+    result = export_onnx(args.checkpoint, args.output, check=not args.no_check)
+    print(f"wrote {args.output}" + (f" (max |onnx - torch| = {result['max_abs_diff']:.2e})" if "max_abs_diff" in result else ""))
+    return 0
+
+
 def cmd_stats(args) -> int:
     ds = _load(args)
     _summary(ds)
@@ -199,6 +340,72 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0, help="seed for the sample choice and augmentation")
     sp.set_defaults(func=cmd_render)
 
+    sp = sub.add_parser(
+        "train",
+        help="train a model (best.pt, last.pt, metrics, plots)",
+        description="Train MODEL on DATA with a writer-disjoint split (when writers are known), on-the-fly "
+        "augmentation, AdamW with warmup and cosine decay. Writes OUT/best.pt (the best val top-1), "
+        "OUT/last.pt (resumable), history.json, and a test-split report with plots.",
+    )
+    data_args(sp)
+    sp.add_argument("--model", default="vgg_gap", help="a model from models.list_models() (default vgg_gap)")
+    sp.add_argument("--option", action="append", metavar="KEY=VALUE", help="override a model config field (repeatable)")
+    sp.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
+    sp.add_argument("--batch-size", type=int, default=128, help="default 128")
+    sp.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
+    sp.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default 0.05)")
+    sp.add_argument("--label-smoothing", type=float, default=0.1, help="default 0.1")
+    sp.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (0 = off)")
+    sp.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    sp.add_argument("--split", choices=["writer", "random"], default="writer", help="default: writer-disjoint")
+    sp.add_argument("--channels", default="ink", help="render channels for image models (default ink)")
+    sp.add_argument("--thickness", type=float, default=1.0, help="render line width in pixels (default 1)")
+    sp.add_argument("--max-train-samples", type=int, default=None, help="train on a random subset (quick runs)")
+    sp.add_argument("--compile", action="store_true", help="torch.compile the model")
+    sp.add_argument("--resume", default=None, help="continue from OUT/last.pt")
+    sp.add_argument("--out", default=None, help="output directory (default runs/MODEL)")
+    sp.add_argument("--seed", type=int, default=0, help="seeds init, split, shuffling and augmentation (default 0)")
+    sp.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint: top-1/top-5, per class, confusions",
+        description="Evaluate CHECKPOINT on DATA. By default on the checkpoint's held-out test split when DATA is "
+        "the data it was trained on, else on all of DATA. --out writes metrics.json, confusion.png, curves.png.",
+    )
+    sp.add_argument("checkpoint", help="a .pt checkpoint from strokes train")
+    data_args(sp)
+    sp.add_argument("--subset", choices=["auto", "test", "val", "all"], default="auto", help="which samples (default auto)")
+    sp.add_argument("--out", default=None, help="directory for metrics.json and the plots")
+    sp.add_argument("--top", type=int, default=20, help="rows in the worst-class and confusion lists")
+    sp.add_argument("--batch-size", type=int, default=1024, help="default 1024")
+    sp.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser(
+        "recognize",
+        help="top-k symbols for drawings saved as JSON",
+        description="Print the k most likely symbols for each FILE: a JSON list of strokes ([[x, y], ...] or "
+        "{x, y, t} points), or an object with a 'strokes' key (detexify style).",
+    )
+    sp.add_argument("files", nargs="+", metavar="FILE.json")
+    sp.add_argument("-k", type=int, default=5, help="how many candidates (default 5)")
+    sp.add_argument("--model", default=None, help="a checkpoint (default: the shipped model)")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.set_defaults(func=cmd_recognize)
+
+    sp = sub.add_parser(
+        "export-onnx",
+        help="export a checkpoint to ONNX",
+        description="Write CHECKPOINT's network as an ONNX model and check it against PyTorch with onnxruntime "
+        "(needs the 'onnx' extra: pip install -c constraints.txt -e '.[onnx]').",
+    )
+    sp.add_argument("checkpoint")
+    sp.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    sp.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    sp.set_defaults(func=cmd_export_onnx)
+
     db = sub.add_parser("db", help="PostgreSQL utilities", description="PostgreSQL utilities.")
     dbsub = db.add_subparsers(dest="db_command", metavar="DB_COMMAND")
     dbsub.required = True
@@ -219,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
+    base = logging.INFO if args.command == "train" else logging.WARNING  # training reports every epoch
+    level = max(logging.DEBUG, base - 10 * min(args.verbose, 2))
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)

@@ -1,0 +1,112 @@
+"""Turn a normalized dataset into model inputs, batch by batch, on the torch device.
+
+:class:`InkTensors` keeps every sample's normalized points as one ragged
+tensor on the device (points ``(P, 3)``, ``offsets`` ``(N + 1,)``), so a batch
+is gathered, augmented, padded and rendered there, with no Python loop per
+sample: on a GPU the images never exist on the host.
+
+:func:`make_inputs` builds the keyword arguments of a model's ``forward`` (see
+:mod:`models.registry`): ``points`` ``(B, T, 3)`` with ``lengths`` for sequence
+models, ``image`` ``(B, C, S, S)`` for image models, all three for ``both``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+@dataclass
+class InkTensors:
+    """A ragged batch of normalized inks on a device, with optional labels."""
+
+    points: "object"  # (P, 3) float32 tensor [x, y, pen_up]
+    offsets: "object"  # (N + 1,) int64 tensor
+    labels: "object | None" = None  # (N,) int64 tensor
+
+    def __len__(self) -> int:
+        return int(self.offsets.shape[0]) - 1
+
+    @classmethod
+    def from_arrays(cls, points: np.ndarray, offsets: np.ndarray, labels=None, device="cpu") -> "InkTensors":
+        torch = _torch()
+        pts = torch.as_tensor(np.ascontiguousarray(points, dtype=np.float32), device=device)
+        offs = torch.as_tensor(np.asarray(offsets, dtype=np.int64), device=device)
+        lab = None if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.int64), device=device)
+        return cls(pts, offs, lab)
+
+    @classmethod
+    def from_dataset(cls, ds, pipeline, device="cpu") -> "InkTensors":
+        """Normalize ``ds`` with ``pipeline`` (a :class:`strokes.normalize.Pipeline`)."""
+        batch = pipeline.apply_dataset(ds)
+        return cls.from_arrays(batch.data, batch.offsets, ds.labels, device)
+
+    def pin_memory(self) -> "InkTensors":
+        return InkTensors(
+            self.points.pin_memory(),
+            self.offsets.pin_memory(),
+            None if self.labels is None else self.labels.pin_memory(),
+        )
+
+    def to(self, device, non_blocking: bool = False) -> "InkTensors":
+        def move(t):
+            return None if t is None else t.to(device, non_blocking=non_blocking)
+
+        return InkTensors(move(self.points), move(self.offsets), move(self.labels))
+
+    def take(self, index) -> "InkTensors":
+        """Samples ``index`` (a 1-D int tensor on the same device), in that order."""
+        torch = _torch()
+        index = torch.as_tensor(index, device=self.offsets.device).to(torch.int64)
+        starts = self.offsets[index]  # (B,)
+        lens = self.offsets[index + 1] - starts  # (B,)
+        new_offsets = torch.zeros(index.shape[0] + 1, dtype=torch.int64, device=index.device)
+        torch.cumsum(lens, 0, out=new_offsets[1:])
+        total = int(new_offsets[-1])
+        # point j of the batch comes from starts[s] + (j - new_offsets[s]) for its sample s
+        shift = torch.repeat_interleave(starts - new_offsets[:-1], lens, output_size=total)  # (Pb,)
+        src = torch.arange(total, device=index.device) + shift
+        labels = None if self.labels is None else self.labels[index]
+        return InkTensors(self.points[src], new_offsets, labels)
+
+
+def pad(points, offsets, min_length: int = 1):
+    """Ragged ``(P, 3)`` + offsets -> padded ``(B, T, 3)`` (zeros after each length) and lengths ``(B,)``."""
+    torch = _torch()
+    lengths = offsets[1:] - offsets[:-1]  # (B,)
+    n = int(lengths.shape[0])
+    t = max(int(lengths.max()) if n else 0, min_length)
+    out = torch.zeros((n, t, points.shape[1]), dtype=points.dtype, device=points.device)  # (B, T, 3)
+    sample_of = torch.repeat_interleave(torch.arange(n, device=points.device), lengths, output_size=points.shape[0])
+    position = torch.arange(points.shape[0], device=points.device) - offsets[:-1][sample_of]  # (P,)
+    out[sample_of, position] = points
+    return out, lengths
+
+
+def make_inputs(batch: InkTensors, input_kind: str, render_config, *, augment=None, generator=None) -> dict:
+    """The ``forward`` keyword arguments for a model taking ``input_kind``.
+
+    ``augment`` (a :class:`rendering.augment.Augment`) is applied to the points
+    first, drawing from ``generator``; sequence and image inputs then see the
+    same distorted ink.
+    """
+    from rendering import rasterize_torch
+
+    points, offsets = batch.points, batch.offsets
+    if augment is not None:
+        points = augment(points, offsets, generator=generator)
+    out = {}
+    if input_kind in ("sequence", "both"):
+        out["points"], out["lengths"] = pad(points, offsets)
+    if input_kind in ("image", "both"):
+        out["image"] = rasterize_torch(points, offsets, config=render_config)
+    if not out:
+        raise ValueError(f"unknown input kind {input_kind!r}")
+    return out

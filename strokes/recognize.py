@@ -1,0 +1,159 @@
+"""``recognize(ink)``: which LaTeX symbol is this drawing?
+
+The default model ships inside the package (``strokes/data/default_model.pt``);
+any checkpoint written by :mod:`strokes.train` works through ``model=``.
+Models are loaded once, cached per file, and safe to share between threads
+(inference holds no state; loading is guarded by a lock).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "default_model.pt"
+
+__all__ = ["Recognizer", "recognize", "recognize_batch", "get_recognizer", "DEFAULT_MODEL"]
+
+
+class Recognizer:
+    """A loaded model with its pipeline and render config; call it on ink."""
+
+    def __init__(self, loaded, device: str = "cpu"):
+        from .checkpoint import LoadedModel
+
+        if not isinstance(loaded, LoadedModel):
+            raise TypeError(f"expected a strokes.checkpoint.LoadedModel, got {type(loaded).__name__}")
+        import torch
+
+        self.loaded = loaded
+        self.device = torch.device(device)
+        self.model = loaded.model.to(self.device).eval()
+        self.vocab = np.array(loaded.vocab, dtype=object)
+
+    def __repr__(self) -> str:
+        return f"Recognizer({self.loaded!r})"
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.loaded.vocab)
+
+    def _inputs(self, inks: Sequence) -> dict:
+        import torch
+
+        from rendering import rasterize_batch
+
+        pipe = self.loaded.pipeline
+        arrays = []
+        for i, ink in enumerate(inks):
+            try:
+                arrays.append(pipe.apply(ink))
+            except ValueError as exc:
+                raise ValueError(f"ink {i}: {exc}" if len(inks) > 1 else str(exc)) from None
+        lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        points = np.concatenate(arrays).astype(np.float32, copy=False)
+        kind = self.loaded.input_kind
+        out = {}
+        if kind in ("sequence", "both"):
+            padded = np.zeros((len(arrays), int(lengths.max()), 3), np.float32)  # (B, T, 3)
+            rows = np.repeat(np.arange(len(arrays)), lengths)
+            cols = np.arange(len(points)) - np.repeat(offsets[:-1], lengths)
+            padded[rows, cols] = points
+            out["points"] = torch.from_numpy(padded).to(self.device)
+            out["lengths"] = torch.from_numpy(lengths).to(self.device)
+        if kind in ("image", "both"):
+            img = rasterize_batch(points, offsets, config=self.loaded.render)  # numpy: fastest for small batches
+            out["image"] = torch.from_numpy(img).to(self.device)
+        return out
+
+    def probabilities(self, inks: Sequence) -> np.ndarray:
+        """``(N, num_classes)`` float32 class probabilities for a sequence of inks."""
+        import torch
+
+        if len(inks) == 0:
+            return np.zeros((0, len(self.vocab)), np.float32)
+        inputs = self._inputs(inks)
+        with torch.inference_mode():
+            logits = self.model(**inputs)
+            return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def batch(self, inks: Sequence, k: int = 5) -> list[list[tuple[str, float]]]:
+        """Top-``k`` (label, probability) lists, best first, for each ink."""
+        k = _check_k(k, len(self.vocab))
+        if isinstance(inks, np.ndarray) and inks.ndim == 2:
+            raise TypeError("recognize_batch takes a sequence of inks; for one ink use recognize()")
+        prob = self.probabilities(list(inks))
+        top = np.argsort(-prob, axis=1, kind="stable")[:, :k]  # (N, k)
+        return [[(str(self.vocab[j]), float(p[j])) for j in row] for p, row in zip(prob, top)]
+
+    def __call__(self, ink, k: int = 5) -> list[tuple[str, float]]:
+        return self.batch([ink], k)[0]
+
+
+def _check_k(k, n_classes: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    return int(min(k, n_classes))
+
+
+_cache: dict[tuple, Recognizer] = {}
+_lock = threading.Lock()
+
+
+def get_recognizer(model=None, device: str = "cpu") -> Recognizer:
+    """The cached :class:`Recognizer` for ``model``.
+
+    ``model``: None (the shipped default, or ``$STROKES_MODEL``), a checkpoint
+    path, a :class:`strokes.checkpoint.LoadedModel`, or a :class:`Recognizer`.
+    """
+    from .checkpoint import LoadedModel, load_checkpoint
+
+    if isinstance(model, Recognizer):
+        return model
+    if isinstance(model, LoadedModel):
+        return Recognizer(model, device)
+    if model is None:
+        model = os.environ.get("STROKES_MODEL") or DEFAULT_MODEL
+        if not Path(model).exists():
+            raise FileNotFoundError(
+                f"no default model at {model}: reinstall strokes, or pass model='path/to/checkpoint.pt' "
+                "(train one with `strokes train`)"
+            )
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model must be None, a checkpoint path, a LoadedModel or a Recognizer, got {type(model).__name__}")
+    path = Path(model).resolve()
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {model} does not exist")
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size, str(device))
+    with _lock:
+        rec = _cache.get(key)
+        if rec is None:
+            rec = Recognizer(load_checkpoint(path, device=device), device)
+            _cache.clear() if len(_cache) > 8 else None
+            _cache[key] = rec
+            log.info("loaded %r", rec)
+    return rec
+
+
+def recognize(ink, k: int = 5, model=None) -> list[tuple[str, float]]:
+    """The ``k`` most likely LaTeX symbols for one drawing, as (label, probability), best first.
+
+    ``ink`` is a list of strokes of ``(x, y)`` / ``(x, y, t)`` points or of
+    ``{"x", "y", "t"}`` dicts, numpy arrays, or one ``(n, 3)`` ``[x, y, pen_up]``
+    array. Malformed ink raises ``ValueError`` saying what is wrong.
+    """
+    return get_recognizer(model)(ink, k)
+
+
+def recognize_batch(inks: Sequence, k: int = 5, model=None) -> list[list[tuple[str, float]]]:
+    """:func:`recognize` for many inks at once (one vectorized model call)."""
+    return get_recognizer(model).batch(inks, k)

@@ -1,0 +1,422 @@
+"""Training: :class:`TrainConfig` and :class:`Trainer`.
+
+The recipe: AdamW, linear warmup then cosine decay (per step), label
+smoothing, gradient clipping, on-the-fly point augmentation
+(:mod:`rendering.augment`) and rendering on the training device, validation
+every epoch, the best checkpoint kept by val top-1 (top-5 breaks ties), early
+stopping, resume, and a usable checkpoint after Ctrl-C.
+
+Splits come from :func:`strokes.split` and are writer-disjoint when the data
+has writer ids (``split="writer"``). On CPU a run is deterministic for a given
+``seed``: weights are initialized after ``torch.manual_seed(seed)`` and the
+shuffling and augmentation draw from their own seeded generators.
+
+On CUDA the trainer uses bf16 autocast (``amp``), pinned host memory,
+``cudnn.benchmark`` and optionally ``torch.compile``; rendering and
+augmentation run on the GPU since the ink lives there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._util import atomic_write, tqdm_disable
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TrainConfig", "Trainer", "resolve_device", "evaluate_logits", "topk_accuracy"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (saved in its checkpoints)."""
+
+    model: str = "vgg_gap"  # a name from models.list_models()
+    model_options: dict = field(default_factory=dict)  # overrides of the model's config
+    epochs: int = 30  # maximum epochs
+    batch_size: int = 128  # samples per optimizer step
+    lr: float = 2e-3  # peak learning rate (AdamW)
+    weight_decay: float = 0.05  # AdamW decoupled weight decay
+    warmup_epochs: float = 1.0  # linear warmup length, then cosine decay to lr * min_lr_ratio
+    min_lr_ratio: float = 0.01  # final learning rate as a fraction of lr
+    label_smoothing: float = 0.1  # cross-entropy label smoothing
+    grad_clip: float = 2.0  # max global gradient norm (0 = off)
+    augment: list | None = None  # rendering.augment config; None = default_augment(); [] = off
+    patience: int = 8  # stop after this many epochs without a better val score (0 = never)
+    split: str = "writer"  # "writer" (writer-disjoint) or "random"
+    val: float = 0.1  # validation fraction
+    test: float = 0.1  # test fraction
+    seed: int = 0  # seeds init, split, shuffling and augmentation
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    compile: bool = False  # torch.compile the model
+    pipeline: list | None = None  # strokes.normalize pipeline config; None = default for the model
+    render: dict | None = None  # rendering.RenderConfig config; None = 32x32 ink, anti-aliased
+    eval_batch_size: int = 1024  # samples per evaluation batch
+    max_train_samples: int | None = None  # use a random subset of the training split (quick runs)
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.split not in ("writer", "random"):
+            raise ValueError(f"split must be 'writer' or 'random', got {self.split!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def resolve_device(device: str = "auto"):
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU raises."""
+    import torch
+
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+    return dev
+
+
+def default_pipeline_for(input_kind: str):
+    """Images: the plain unit-square pipeline. Sequences: also resampled to 48 points."""
+    from .normalize import default_pipeline
+
+    if input_kind == "image":
+        return default_pipeline()
+    return default_pipeline(n_points=48)
+
+
+def topk_accuracy(logits, labels, ks=(1, 5)) -> dict[str, float]:
+    import torch
+
+    k_max = min(max(ks), logits.shape[1])
+    top = logits.topk(k_max, dim=1).indices  # (N, k)
+    hit = top == labels.unsqueeze(1)  # (N, k)
+    return {f"top{k}": float(hit[:, : min(k, k_max)].any(1).float().mean()) if len(labels) else math.nan for k in ks}
+
+
+def evaluate_logits(model, data, input_kind, render, batch_size=1024, amp_dtype=None, progress=None):
+    """Logits ``(N, C)`` (float32, CPU) of ``model`` on every sample of ``data`` (InkTensors)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .batching import make_inputs
+
+    model.eval()
+    device = data.points.device
+    outs = []
+    n = len(data)
+    with torch.inference_mode():
+        for s in tqdm(range(0, n, batch_size), desc="eval", leave=False, disable=tqdm_disable(progress)):
+            idx = torch.arange(s, min(s + batch_size, n), device=device)
+            inputs = make_inputs(data.take(idx), input_kind, render)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(**inputs)
+            outs.append(logits.float().cpu())
+    return torch.cat(outs) if outs else torch.zeros((0, getattr(model, "num_classes", 0)))
+
+
+class Trainer:
+    """Train a model from :mod:`models` on a :class:`strokes.StrokeDataset`.
+
+    >>> trainer = Trainer(TrainConfig(model="vgg_gap", epochs=20), out_dir="runs/vgg")
+    >>> result = trainer.fit(ds)               # writes runs/vgg/{best,last}.pt, history.json
+    """
+
+    def __init__(self, config: TrainConfig, out_dir, *, progress: bool | None = None):
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.progress = progress
+
+    # -- set-up --------------------------------------------------------------
+    def _setup(self, ds, resume_ckpt: dict | None):
+        import torch
+
+        import models
+        from rendering import RenderConfig
+        from rendering.augment import augment_from_config, default_augment
+
+        from .batching import InkTensors
+        from .normalize import Pipeline
+        from .splits import split
+
+        cfg = self.config
+        self.device = resolve_device(cfg.device)
+        entry = models.model_entry(cfg.model)
+        self.input_kind = entry.input_kind
+        self.pipeline = (
+            Pipeline.from_config(cfg.pipeline) if cfg.pipeline is not None else default_pipeline_for(self.input_kind)
+        )
+        self.render = RenderConfig.from_config(cfg.render) if cfg.render is not None else RenderConfig()
+        self.augment = default_augment() if cfg.augment is None else augment_from_config(cfg.augment)
+        if len(ds.vocab) < 2:
+            raise ValueError(f"{ds.name} has {len(ds.vocab)} class(es); training needs at least 2")
+        self.vocab = list(ds.vocab)
+
+        sp = split(ds, mode=cfg.split, val=cfg.val, test=cfg.test, seed=cfg.seed)
+        train_idx = sp.train
+        if cfg.max_train_samples is not None and cfg.max_train_samples < len(train_idx):
+            rng = np.random.default_rng(cfg.seed)
+            train_idx = np.sort(rng.choice(train_idx, cfg.max_train_samples, replace=False))
+        self.split_info = {
+            "mode": sp.mode,
+            "seed": sp.seed,
+            "train": len(train_idx),
+            "val": len(sp.val),
+            "test": len(sp.test),
+            "dataset": ds.name,
+            "fingerprint": ds.fingerprint(),
+            "missing": {k: list(v) for k, v in sp.missing.items()},
+        }
+        if len(sp.val) == 0:
+            raise ValueError(f"the {cfg.split} split of {ds.name} left no validation samples; lower val or use more data")
+        log.info("split %s: train %d, val %d, test %d", sp.mode, len(train_idx), len(sp.val), len(sp.test))
+
+        def tensors(idx):
+            t = InkTensors.from_dataset(ds.subset(idx), self.pipeline, device="cpu")
+            if self.device.type == "cuda":
+                t = t.pin_memory().to(self.device, non_blocking=True)
+            return t
+
+        self.train_data = tensors(train_idx)
+        self.val_data = tensors(sp.val)
+        self.test_data = tensors(sp.test) if len(sp.test) else None
+
+        torch.manual_seed(cfg.seed)
+        self.model = models.create_model(cfg.model, len(self.vocab), **cfg.model_options).to(self.device)
+        self.forward = self.model
+        if cfg.compile:
+            self.forward = torch.compile(self.model)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.amp_dtype = torch.bfloat16 if (cfg.amp and self.device.type == "cuda") else None
+
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            (no_decay if p.ndim <= 1 else decay).append(p)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+        )
+        self.steps_per_epoch = math.ceil(len(self.train_data) / cfg.batch_size)
+        total = self.steps_per_epoch * cfg.epochs
+        warmup = max(1, int(cfg.warmup_epochs * self.steps_per_epoch))
+
+        def lr_at(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_at)
+        self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+        self.aug_gen = torch.Generator(self.device).manual_seed(cfg.seed + 1)
+        self.history: list[dict] = []
+        self.epoch = 0
+        self.best: dict | None = None
+        self.bad_epochs = 0
+        if resume_ckpt is not None:
+            self._restore(resume_ckpt)
+
+    def _restore(self, ckpt: dict):
+        import torch
+
+        state = ckpt.get("trainer_state")
+        if state is None:
+            raise ValueError("this checkpoint has no trainer state to resume from (use last.pt, not a slim file)")
+        if ckpt["model"]["name"] != self.config.model:
+            raise ValueError(f"cannot resume: checkpoint is a {ckpt['model']['name']}, config asks for {self.config.model}")
+        if list(ckpt["vocab"]) != self.vocab:
+            raise ValueError("cannot resume: the data's vocabulary differs from the checkpoint's")
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.shuffle_gen.set_state(state["shuffle_gen"])
+        self.aug_gen.set_state(state["aug_gen"].to(self.aug_gen.get_state().device))
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch = int(state["epoch"])
+        self.bad_epochs = int(state["bad_epochs"])
+        self.history = list(ckpt.get("history", []))
+        self.best = state.get("best") or None
+        log.info("resumed at epoch %d", self.epoch)
+
+    # -- checkpoints ---------------------------------------------------------
+    def _checkpoint(self, metrics: dict, with_state: bool) -> dict:
+        import torch
+
+        from .checkpoint import make_checkpoint
+
+        state = None
+        if with_state:
+            state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "shuffle_gen": self.shuffle_gen.get_state(),
+                "aug_gen": self.aug_gen.get_state().cpu(),
+                "torch_rng": torch.get_rng_state(),
+                "epoch": self.epoch,
+                "bad_epochs": self.bad_epochs,
+                "best": self.best or {},
+            }
+        return make_checkpoint(
+            self.model,
+            vocab=self.vocab,
+            pipeline=self.pipeline,
+            render=self.render,
+            metrics=metrics,
+            history=self.history,
+            train={**self.config.to_dict(), "split_info": self.split_info, "augment": self.augment.to_config()},
+            trainer_state=state,
+        )
+
+    def _save(self, name: str, metrics: dict, with_state: bool) -> Path:
+        from .checkpoint import save_checkpoint
+
+        return save_checkpoint(self._checkpoint(metrics, with_state), self.out_dir / name)
+
+    # -- loop ----------------------------------------------------------------
+    def _train_epoch(self) -> dict:
+        import torch
+        from tqdm.auto import tqdm
+
+        from .batching import make_inputs
+
+        cfg = self.config
+        self.model.train()
+        n = len(self.train_data)
+        order = torch.randperm(n, generator=self.shuffle_gen).to(self.device)
+        total_loss, total_seen, correct = 0.0, 0, 0
+        bar = tqdm(
+            range(self.steps_per_epoch),
+            desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=tqdm_disable(self.progress),
+        )
+        for step in bar:
+            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            batch = self.train_data.take(idx)
+            aug = self.augment if self.augment.steps else None
+            inputs = make_inputs(batch, self.input_kind, self.render, augment=aug, generator=self.aug_gen)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                logits = self.forward(**inputs)
+                loss = self.loss_fn(logits.float(), batch.labels)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {float(loss)} at epoch {self.epoch + 1}, step {step}; lower lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            b = len(idx)
+            total_loss += float(loss.detach()) * b
+            total_seen += b
+            correct += int((logits.argmax(1) == batch.labels).sum())
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{total_loss / total_seen:.3f}", acc=f"{correct / total_seen:.3f}")
+        return {"train_loss": total_loss / total_seen, "train_top1": correct / total_seen}
+
+    def _evaluate(self, data) -> dict:
+        import torch
+
+        logits = evaluate_logits(
+            self.model, data, self.input_kind, self.render, self.config.eval_batch_size, self.amp_dtype, self.progress
+        )
+        labels = data.labels.cpu()
+        loss = float(torch.nn.functional.cross_entropy(logits, labels))
+        return {"loss": loss, **topk_accuracy(logits, labels)}
+
+    def fit(self, ds, *, resume=None) -> dict:
+        """Train on ``ds``; returns the final metrics (best val, and test when there is a test split).
+
+        ``resume``: a ``last.pt`` path (or checkpoint dict) to continue from.
+        """
+        from .checkpoint import read_checkpoint
+
+        resume_ckpt = None
+        if resume is not None:
+            resume_ckpt = resume if isinstance(resume, dict) else read_checkpoint(resume)
+        self._setup(ds, resume_ckpt)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        cfg = self.config
+        n_params = sum(p.numel() for p in self.model.parameters())
+        log.info("model %s: %s parameters, input %s, device %s", cfg.model, f"{n_params:,}", self.input_kind, self.device)
+        started = time.perf_counter()
+        stopped = "max_epochs"
+        try:
+            while self.epoch < cfg.epochs:
+                t0 = time.perf_counter()
+                row = {"epoch": self.epoch + 1, **self._train_epoch()}
+                val = self._evaluate(self.val_data)
+                row.update({f"val_{k}": v for k, v in val.items()})
+                row["lr"] = self.scheduler.get_last_lr()[0]
+                row["seconds"] = time.perf_counter() - t0
+                self.epoch += 1
+                self.history.append(row)
+                score = (val["top1"], val["top5"])
+                improved = self.best is None or score > (self.best["val_top1"], self.best["val_top5"])
+                if improved:
+                    self.best = {"epoch": self.epoch, "val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"]}
+                    self.bad_epochs = 0
+                    self._save("best.pt", {"val": val, "epoch": self.epoch}, with_state=False)
+                else:
+                    self.bad_epochs += 1
+                self._save("last.pt", {"val": val, "epoch": self.epoch}, with_state=True)
+                self._write_history()
+                log.info(
+                    "epoch %d: train loss %.4f top1 %.4f | val loss %.4f top1 %.4f top5 %.4f%s (%.0f s)",
+                    self.epoch, row["train_loss"], row["train_top1"], val["loss"], val["top1"], val["top5"],
+                    " *" if improved else "", row["seconds"],
+                )
+                if cfg.patience and self.bad_epochs >= cfg.patience:
+                    stopped = "early_stopping"
+                    log.info("early stopping: no better val top-1 for %d epochs", cfg.patience)
+                    break
+        except KeyboardInterrupt:
+            log.warning("interrupted: saving %s", self.out_dir / "last.pt")
+            self._save("last.pt", {"interrupted": True, "epoch": self.epoch}, with_state=True)
+            self._write_history()
+            raise
+        return self._finish(stopped, time.perf_counter() - started)
+
+    def _finish(self, stopped: str, seconds: float) -> dict:
+        from .checkpoint import load_checkpoint, save_checkpoint
+
+        best_path = self.out_dir / "best.pt"
+        loaded = load_checkpoint(best_path, device=self.device)
+        self.model.load_state_dict(loaded.model.state_dict())
+        metrics = {"val": self._evaluate(self.val_data), "best_epoch": self.best["epoch"], "epochs_run": self.epoch}
+        if self.test_data is not None:
+            metrics["test"] = self._evaluate(self.test_data)
+        metrics.update({"stopped": stopped, "train_seconds": round(seconds, 1), "split": self.split_info})
+        ckpt = loaded.checkpoint
+        ckpt["metrics"] = metrics
+        ckpt["history"] = self.history
+        save_checkpoint(ckpt, best_path)
+        self._write_history()
+        log.info("best epoch %d: %s", self.best["epoch"], json.dumps({k: metrics[k] for k in ("val", "test") if k in metrics}))
+        return metrics
+
+    def _write_history(self):
+        with atomic_write(self.out_dir / "history.json", "w") as fh:
+            json.dump(self.history, fh, indent=1)

@@ -1,0 +1,353 @@
+"""Trainer, checkpoints, evaluation and recognize(), end to end on small synthetic data."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import strokes
+from strokes.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from strokes.formats import ink_to_points3
+from strokes.evaluate import evaluate, format_report, write_report
+from strokes.recognize import get_recognizer, recognize, recognize_batch
+from strokes.synthetic import generate
+from strokes.train import TrainConfig, Trainer
+
+SMALL_CNN = {"channels": [8, 16], "convs_per_block": 1, "dropout": 0.0}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return generate(n_writers=6, samples_per_writer=2, seed=1)
+
+
+def _config(**kw) -> TrainConfig:
+    base = dict(
+        model="extexify_cnn",
+        model_options=SMALL_CNN,
+        epochs=2,
+        batch_size=64,
+        lr=5e-3,
+        device="cpu",
+        patience=0,
+        val=0.2,
+        test=0.2,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    metrics = Trainer(_config(epochs=4, batch_size=16, lr=1e-2), out, progress=False).fit(data)
+    return out, metrics
+
+
+def _weights(path) -> dict:
+    return read_checkpoint(path)["state_dict"]
+
+
+def test_fit_writes_checkpoints_history_and_metrics(trained):
+    out, metrics = trained
+    assert {p.name for p in out.iterdir()} >= {"best.pt", "last.pt", "history.json"}
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert {"train_loss", "val_loss", "val_top1", "val_top5", "lr"} <= set(history[0])
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert set(metrics) >= {"val", "test", "best_epoch", "split"}
+    assert metrics["split"]["mode"] == "writer"
+    best = max(history, key=lambda h: (h["val_top1"], h["val_top5"]))
+    assert metrics["best_epoch"] == best["epoch"]
+    assert metrics["val"]["top1"] == pytest.approx(best["val_top1"], abs=1e-6)
+    assert 0 <= metrics["test"]["top1"] <= metrics["test"]["top5"] <= 1
+    assert metrics["val"]["top5"] > 3 * 5 / 37  # it learned something (chance is 5/37)
+
+
+def test_checkpoint_describes_itself(trained, data):
+    out, _ = trained
+    ckpt = read_checkpoint(out / "best.pt")
+    assert ckpt["model"]["name"] == "extexify_cnn" and ckpt["model"]["input_kind"] == "image"
+    assert ckpt["model"]["config"]["channels"] == [8, 16]
+    assert ckpt["vocab"] == list(data.vocab)
+    assert ckpt["pipeline"] and ckpt["render"]["size"] == 32
+    assert set(ckpt["versions"]) == {"strokes", "torch", "numpy", "python"}
+    assert "trainer_state" not in ckpt  # best.pt is slim; last.pt keeps it
+    assert "trainer_state" in read_checkpoint(out / "last.pt")
+    loaded = load_checkpoint(out / "best.pt")
+    assert loaded.input_kind == "image" and len(loaded.vocab) == len(data.vocab)
+    assert "extexify_cnn" in repr(loaded)
+
+
+def test_training_is_deterministic_on_cpu(data, tmp_path):
+    Trainer(_config(epochs=1), tmp_path / "a", progress=False).fit(data)
+    Trainer(_config(epochs=1), tmp_path / "b", progress=False).fit(data)
+    wa, wb = _weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    Trainer(_config(epochs=1, seed=1), tmp_path / "c", progress=False).fit(data)
+    wc = _weights(tmp_path / "c" / "last.pt")
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_ctrl_c_leaves_a_checkpoint_and_resume_matches_uninterrupted(data, tmp_path, monkeypatch):
+    Trainer(_config(), tmp_path / "full", progress=False).fit(data)
+
+    calls = {"n": 0}
+    original = Trainer._train_epoch
+
+    def interrupt_second_epoch(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupt_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(_config(), tmp_path / "cut", progress=False).fit(data)
+    monkeypatch.setattr(Trainer, "_train_epoch", original)
+    last = tmp_path / "cut" / "last.pt"
+    assert read_checkpoint(last)["trainer_state"]["epoch"] == 1
+    load_checkpoint(last)  # usable as it is
+
+    Trainer(_config(), tmp_path / "cut", progress=False).fit(data, resume=last)
+    wa, wb = _weights(tmp_path / "full" / "last.pt"), _weights(last)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resume_refuses_a_slim_checkpoint(trained, data, tmp_path):
+    out, _ = trained
+    with pytest.raises(ValueError, match="no trainer state"):
+        Trainer(_config(), tmp_path, progress=False).fit(data, resume=out / "best.pt")
+
+
+def test_early_stopping(data, tmp_path):
+    metrics = Trainer(_config(epochs=6, patience=1, lr=1e-7), tmp_path, progress=False).fit(data)
+    assert metrics["stopped"] == "early_stopping" and metrics["epochs_run"] < 6
+
+
+@pytest.mark.parametrize("name", ["tcn", "fusion"])
+def test_sequence_and_fusion_models_train(data, tmp_path, name):
+    opts = {
+        "tcn": {"channels": 16, "blocks": 2},
+        "fusion": {"sequence_encoder": "tcn", "seq_hidden": 16, "seq_layers": 2, "image_width": 8, "image_stages": 2,
+                   "head_hidden": 32},
+    }[name]
+    metrics = Trainer(_config(model=name, model_options=opts, epochs=1), tmp_path, progress=False).fit(data)
+    assert np.isfinite(metrics["val"]["loss"])
+    assert read_checkpoint(tmp_path / "best.pt")["model"]["input_kind"] in ("sequence", "both")
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError):
+        TrainConfig(split="by_writer")
+    with pytest.raises(ValueError, match="valid models"):
+        Trainer(TrainConfig(model="nope", device="cpu"), "/nonexistent", progress=False).fit(generate(2, 1))
+
+
+# -- checkpoints are data, never code ------------------------------------------------------
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_checkpoint_is_refused_and_never_runs(trained, tmp_path):
+    out, _ = trained
+    marker = tmp_path / "pwned"
+    ckpt = read_checkpoint(out / "best.pt")
+    ckpt["metrics"] = {"evil": _Payload(marker)}
+    bad = tmp_path / "evil.pt"
+    torch.save(ckpt, bad)
+    with pytest.raises(ValueError, match="refusing to load"):
+        load_checkpoint(bad)
+    with pytest.raises(ValueError, match="refusing to load"):
+        recognize([[(0, 0), (1, 1)]], model=bad)
+    assert not marker.exists()
+
+
+def test_not_a_checkpoint(tmp_path):
+    p = tmp_path / "x.pt"
+    torch.save({"weights": torch.zeros(3)}, p)
+    with pytest.raises(ValueError, match="not a strokes checkpoint"):
+        load_checkpoint(p)
+    p.write_bytes(b"garbage")
+    with pytest.raises(ValueError):
+        load_checkpoint(p)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_newer_checkpoint_version_is_refused(trained, tmp_path):
+    out, _ = trained
+    ckpt = read_checkpoint(out / "best.pt")
+    ckpt["version"] = 99
+    save_checkpoint(ckpt, tmp_path / "new.pt")
+    with pytest.raises(ValueError, match="upgrade"):
+        load_checkpoint(tmp_path / "new.pt")
+
+
+# -- recognize -------------------------------------------------------------------------------
+
+
+def test_recognize_accepts_every_ink_shape(trained, data):
+    out, _ = trained
+    model = out / "best.pt"
+    ink = [np.asarray(s)[:, :2] for s in data[0].strokes]
+    as_lists = [[(float(x), float(y)) for x, y in s] for s in ink]
+    as_dicts = [[{"x": float(x), "y": float(y), "t": i} for i, (x, y) in enumerate(s)] for s in ink]
+    points3 = ink_to_points3(ink)
+    results = [recognize(v, k=3, model=model) for v in (ink, as_lists, as_dicts, points3)]
+    labels = [[lab for lab, _ in r] for r in results]
+    assert all(lab == labels[0] for lab in labels)
+    probs = [p for _, p in results[0]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    assert all(lab in data.vocab for lab in labels[0])
+
+
+def test_recognize_batch_equals_one_by_one(trained, data):
+    out, _ = trained
+    inks = [data[i].strokes for i in range(7)]
+    batch = recognize_batch(inks, k=4, model=out / "best.pt")
+    single = [recognize(ink, k=4, model=out / "best.pt") for ink in inks]
+    for b, s in zip(batch, single):
+        assert [lab for lab, _ in b] == [lab for lab, _ in s]
+        assert np.allclose([p for _, p in b], [p for _, p in s], atol=1e-5)
+
+
+def test_recognize_bad_ink_and_k(trained):
+    model = trained[0] / "best.pt"
+    with pytest.raises(ValueError):
+        recognize([], model=model)
+    with pytest.raises(ValueError):
+        recognize([[(0, float("nan"))]], model=model)
+    with pytest.raises(ValueError, match="k must be"):
+        recognize([[(0, 0), (1, 1)]], k=0, model=model)
+    with pytest.raises(ValueError, match="ink 1"):
+        recognize_batch([[[(0, 0)]], []], model=model)
+    assert len(recognize([[(0, 0), (1, 1)]], k=1000, model=model)) == len(load_checkpoint(model).vocab)
+
+
+def test_recognizer_is_cached_and_thread_safe(trained, data):
+    model = trained[0] / "best.pt"
+    rec = get_recognizer(model)
+    assert get_recognizer(model) is rec
+    inks = [data[i].strokes for i in range(20)]
+    want = rec.batch(inks, k=3)
+    results, errors = {}, []
+
+    def work(j):
+        try:
+            results[j] = [recognize(ink, k=3, model=model) for ink in inks]
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(j,)) for j in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for got in results.values():
+        assert [[lab for lab, _ in r] for r in got] == [[lab for lab, _ in r] for r in want]
+
+
+def test_recognize_takes_a_loaded_model(trained, data):
+    loaded = load_checkpoint(trained[0] / "best.pt")
+    assert recognize(data[0].strokes, model=loaded)[0][0] in data.vocab
+
+
+# -- evaluation --------------------------------------------------------------------------------
+
+
+def test_evaluate_report_and_files(trained, data, tmp_path):
+    out, _ = trained
+    loaded = load_checkpoint(out / "best.pt")
+    report = evaluate(loaded, data)
+    assert report["samples"] == len(data) and report["unknown_label_samples"] == 0
+    assert 0 <= report["top1"] <= report["top5"] <= 1
+    assert sum(c["support"] for c in report["per_class"]) == len(data)
+    cm = np.asarray(report["confusion"])
+    assert cm.sum() == len(data) and np.trace(cm) / len(data) == pytest.approx(report["top1"], abs=1e-6)
+    assert all(c["true"] != c["predicted"] for c in report["most_confused"])
+    paths = write_report(report, tmp_path, history=loaded.checkpoint["history"])
+    assert paths["confusion"].read_bytes()[:4] == b"\x89PNG" and paths["curves"].exists()
+    assert json.loads(paths["metrics"].read_text())["top1"] == report["top1"]
+    assert "top-1" in format_report(report)
+
+
+def test_evaluate_counts_unknown_labels_as_errors(trained):
+    loaded = load_checkpoint(trained[0] / "best.pt")
+    other = generate(n_writers=1, samples_per_writer=1, seed=5)
+    other.vocab = [v + "_new" if i == 0 else v for i, v in enumerate(other.vocab)]
+    report = evaluate(loaded, other)
+    n_unknown = int((other.labels == 0).sum())
+    assert report["unknown_label_samples"] == n_unknown > 0
+    assert report["unknown_labels"] == [other.vocab[0]]
+
+
+# -- command line and ONNX ----------------------------------------------------------------------
+
+
+def _cli(*args):
+    from strokes.cli import main
+
+    return main([str(a) for a in args])
+
+
+def test_cli_train_eval_recognize(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = _cli(
+        "train", "synthetic:writers=5,samples=1,seed=2", "--model", "softmax", "--epochs", "2",
+        "--batch-size", "32", "--out", out, "--seed", "3", "--device", "cpu",
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "best checkpoint" in text and "top-1" in text
+    assert {"best.pt", "last.pt", "metrics.json", "confusion.png", "curves.png"} <= {p.name for p in out.iterdir()}
+
+    assert _cli("eval", out / "best.pt", "synthetic:writers=5,samples=1,seed=2", "--out", tmp_path / "ev") == 0
+    report = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert report["subset"] == "test"  # same data as training: its held-out test split
+    assert _cli("eval", out / "best.pt", "synthetic:writers=2,samples=1,seed=9", "--subset", "all") == 0
+
+    drawing = tmp_path / "d.json"
+    drawing.write_text(json.dumps({"strokes": [[[0, 0], [10, 10]], [[10, 0], [0, 10]]]}))
+    capsys.readouterr()
+    assert _cli("recognize", drawing, "--model", out / "best.pt", "-k", "3", "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result[str(drawing)]) == 3
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert _cli("recognize", bad, "--model", out / "best.pt") == 2
+
+
+def test_cli_unknown_model_lists_valid_names(capsys):
+    assert _cli("train", "synthetic", "--model", "resnet9000", "--epochs", "1") == 2
+    assert "valid models" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name,opts", [("extexify_cnn", SMALL_CNN), ("tcn", {"channels": 16, "blocks": 2})])
+def test_export_onnx_matches_torch(data, tmp_path, name, opts):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from strokes.onnx_export import check_onnx, example_inputs, export_onnx
+
+    Trainer(_config(model=name, model_options=opts, epochs=1), tmp_path, progress=False).fit(data)
+    result = export_onnx(tmp_path / "best.pt", tmp_path / "m.onnx")
+    assert result["max_abs_diff"] < 1e-4
+    loaded = load_checkpoint(tmp_path / "best.pt")
+    # a different batch size and length than the export used
+    assert check_onnx(tmp_path / "m.onnx", loaded, example_inputs(loaded, batch=7, length=31, seed=3)) < 1e-4
