@@ -125,33 +125,10 @@ def loadavg() -> str:
 
 
 def write_section(path: Path, section: str, heading: str = SECTION) -> None:
-    """Replace (or append at the end) the ``heading`` section of ``path``, keeping the others.
+    """Replace (or append) the ``heading`` section of ``path``; see :mod:`_results`."""
+    from _results import write_section as _write
 
-    The same splice as ``bench_io.write_section`` (a section runs up to the next
-    ``## `` line), written through :func:`strokes._util.atomic_write`; the file
-    keeps its permissions.
-    """
-    from strokes._util import atomic_write
-
-    path = Path(path)
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip("\r\n") == heading), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
-        rest = "".join(lines[end:])
-        new = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
-    if path.exists():
-        mode = path.stat().st_mode & 0o777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    with atomic_write(path, "wb") as fh:
-        os.fchmod(fh.fileno(), mode)  # mkstemp makes 0600 files
-        fh.write(new.encode("utf-8"))
+    _write(path, heading, section)
 
 
 # =============================================================================

@@ -6,6 +6,7 @@ Quick start::
     ds = strokes.load("../shared/data/crohme")        # InkML, .sql dump, .json, .npz, postgresql://
     pts = strokes.normalize(ds[0].strokes)            # (n, 3) [x, y, pen_up] in the unit square
     sp = strokes.split(ds, mode="writer", seed=0)     # writer-disjoint train/val/test
+    strokes.recognize(ink)                            # [(label, probability), ...] best first
 
 Stroke formats are defined once, in :mod:`strokes.formats`.
 """
@@ -18,11 +19,14 @@ from .dataset import Sample, Skipped, StrokeDataset
 from .ink import InkError, as_ink
 from .io import FORMATS, infer_format, load, save
 from .normalize import Pipeline, default_pipeline, normalize
+from .recognizer import recognize, recognize_batch
 from .splits import Split, kfold, split
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "recognize",
+    "recognize_batch",
     "load",
     "save",
     "infer_format",

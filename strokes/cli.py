@@ -230,7 +230,7 @@ def _read_drawing(path):
 def cmd_recognize(args) -> int:
     import json
 
-    from .recognize import get_recognizer
+    from .recognizer import get_recognizer
 
     rec = get_recognizer(args.model)
     results = [(path, rec(_read_drawing(path), k=args.k)) for path in args.files]

@@ -9,6 +9,8 @@ pipeline and render config first.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import warnings
 from pathlib import Path
@@ -105,26 +107,38 @@ def export_onnx(checkpoint, output, *, check: bool = True, opset: int = 18) -> d
     output = Path(output)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp) / "model.onnx"
-        try:
-            with warnings.catch_warnings():
-                # input checks in forward are constants in a traced graph: expected, not a problem
-                warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                torch.onnx.export(
-                    wrapper,
-                    tuple(inputs[n] for n in names),
-                    str(tmp_path),
-                    input_names=names,
-                    output_names=["logits"],
-                    dynamic_axes={k: v for k, v in dynamic.items() if k in names or k == "logits"},
-                    opset_version=opset,
-                    dynamo=False,
-                )
-        except Exception as exc:  # the exporter raises many types; name the model in the message
-            raise ValueError(f"model {loaded.name} could not be exported to ONNX: {exc}") from None
+        exporter, errors = None, []
+        for dynamo in (True, False):  # torch.export first; TorchScript tracing for what it can't take
+            try:
+                chatter = io.StringIO()  # the torch.export exporter prints its progress
+                with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
+                    # input checks in forward are constants in a traced graph: expected, not a problem
+                    warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                    for category in (DeprecationWarning, FutureWarning, UserWarning):  # exporter chatter
+                        warnings.simplefilter("ignore", category)
+                    torch.onnx.export(
+                        wrapper,
+                        tuple(inputs[n] for n in names),
+                        str(tmp_path),
+                        input_names=names,
+                        output_names=["logits"],
+                        dynamic_axes={k: v for k, v in dynamic.items() if k in names or k == "logits"},
+                        opset_version=opset,
+                        dynamo=dynamo,
+                        **({"external_data": False} if dynamo else {}),  # one self-contained file
+                    )
+                exporter = "torch.export" if dynamo else "torchscript"
+                log.debug("%s", chatter.getvalue())
+                break
+            except Exception as exc:  # the exporters raise many types; keep the reason
+                errors.append(f"{'torch.export' if dynamo else 'torchscript'}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                log.info("ONNX export of %s with %s failed: %s", loaded.name, "torch.export" if dynamo else "tracing", exc)
+        if exporter is None:
+            raise ValueError(f"model {loaded.name} could not be exported to ONNX: {'; '.join(errors)}")
         data = tmp_path.read_bytes()
     with atomic_write(output, "wb") as fh:
         fh.write(data)
-    result = {"path": str(output), "inputs": names}
+    result = {"path": str(output), "inputs": names, "exporter": exporter}
     if check:
         result["max_abs_diff"] = check_onnx(output, loaded, inputs)
     return result

@@ -15,7 +15,7 @@ import strokes
 from strokes.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from strokes.formats import ink_to_points3
 from strokes.evaluate import evaluate, format_report, write_report
-from strokes.recognize import get_recognizer, recognize, recognize_batch
+from strokes.recognizer import get_recognizer, recognize, recognize_batch
 from strokes.synthetic import generate
 from strokes.train import TrainConfig, Trainer
 

@@ -50,21 +50,28 @@ class Recognizer:
 
         from rendering import rasterize_batch
 
-        pipe = self.loaded.pipeline
+        from .formats import ink_to_points3
+        from .ink import as_ink
+        from .normalize import PenBatch
+
         arrays = []
-        for i, ink in enumerate(inks):
+        for i, ink in enumerate(inks):  # parsing and validation are per ink; the pipeline is not
             try:
-                arrays.append(pipe.apply(ink))
+                arrays.append(ink_to_points3(as_ink(ink), dtype=np.float64))
             except ValueError as exc:
                 raise ValueError(f"ink {i}: {exc}" if len(inks) > 1 else str(exc)) from None
-        lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        points = np.concatenate(arrays).astype(np.float32, copy=False)
+        raw_lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+        raw = PenBatch(np.concatenate(arrays), np.concatenate([[0], np.cumsum(raw_lengths)]))
+        batch = self.loaded.pipeline(raw)  # vectorized over the whole batch
+        points = batch.data.astype(np.float32, copy=False)
+        offsets = batch.offsets
+        lengths = np.diff(offsets)
+        n = len(lengths)
         kind = self.loaded.input_kind
         out = {}
         if kind in ("sequence", "both"):
-            padded = np.zeros((len(arrays), int(lengths.max()), 3), np.float32)  # (B, T, 3)
-            rows = np.repeat(np.arange(len(arrays)), lengths)
+            padded = np.zeros((n, int(lengths.max()), 3), np.float32)  # (B, T, 3)
+            rows = np.repeat(np.arange(n), lengths)
             cols = np.arange(len(points)) - np.repeat(offsets[:-1], lengths)
             padded[rows, cols] = points
             out["points"] = torch.from_numpy(padded).to(self.device)
