@@ -8,6 +8,7 @@ Models are loaded once, cached per file, and safe to share between threads
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -35,7 +36,8 @@ class Recognizer:
 
         self.loaded = loaded
         self.device = torch.device(device)
-        self.model = loaded.model.to(self.device).eval()
+        # an inference copy with each BatchNorm folded into the conv before it (same outputs, faster)
+        self.model = fuse_conv_bn(copy.deepcopy(loaded.model)).to(self.device).eval()
         self.vocab = np.array(loaded.vocab, dtype=object)
 
     def __repr__(self) -> str:
@@ -103,6 +105,26 @@ class Recognizer:
 
     def __call__(self, ink, k: int = 5) -> list[tuple[str, float]]:
         return self.batch([ink], k)[0]
+
+
+def fuse_conv_bn(model):
+    """Fold every BatchNorm that directly follows a conv inside an ``nn.Sequential`` into that conv.
+
+    For inference only (the model is put in eval mode); the module tree keeps its
+    shape, the BatchNorm becoming an ``nn.Identity``.
+    """
+    import torch.nn as nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model.eval()
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, (nn.Conv1d, nn.Conv2d)) and isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                if bn.track_running_stats and bn.running_mean is not None:
+                    seq[i] = fuse_conv_bn_eval(conv, bn)
+                    seq[i + 1] = nn.Identity()
+    return model
 
 
 def _check_k(k, n_classes: int) -> int:

@@ -351,3 +351,26 @@ def test_export_onnx_matches_torch(data, tmp_path, name, opts):
     loaded = load_checkpoint(tmp_path / "best.pt")
     # a different batch size and length than the export used
     assert check_onnx(tmp_path / "m.onnx", loaded, example_inputs(loaded, batch=7, length=31, seed=3)) < 1e-4
+
+
+def test_inference_copy_folds_batchnorm_without_changing_outputs(data):
+    import models
+    from rendering import RenderConfig
+    from strokes.checkpoint import make_checkpoint
+    from strokes.normalize import default_pipeline
+    from strokes.recognizer import Recognizer
+
+    torch.manual_seed(0)
+    net = models.create_model("vgg_gap", len(data.vocab), width=4, stages=2)
+    for m in net.modules():  # non-trivial running statistics, as after training
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    ckpt = make_checkpoint(net, vocab=data.vocab, pipeline=default_pipeline(), render=RenderConfig())
+    loaded = load_checkpoint(ckpt)
+    rec = Recognizer(loaded)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in rec.model.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.model.modules())  # the original is untouched
+    inputs = rec._inputs([data[i].strokes for i in range(9)])
+    with torch.inference_mode():
+        assert torch.allclose(rec.model(**inputs), loaded.model(**inputs), atol=1e-4)
