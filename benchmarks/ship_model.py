@@ -43,15 +43,13 @@ def main(argv=None) -> int:
     import strokes
     from strokes.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
     from strokes.evaluate import evaluate, format_report
+    from strokes.train import checkpoint_split
 
     ckpt = read_checkpoint(args.checkpoint)
     loaded = load_checkpoint(ckpt)
     ds = strokes.load(args.data, progress=False)
     info = ckpt["train"]["split_info"]
-    if info["fingerprint"] != ds.fingerprint():
-        raise SystemExit(f"{args.checkpoint} was not trained on {args.data}")
-    cfg = ckpt["train"]
-    sp = strokes.split(ds, mode=cfg["split"], val=cfg["val"], test=cfg["test"], seed=cfg["seed"])
+    sp = checkpoint_split(ckpt, ds)
     t0 = time.perf_counter()
     test = evaluate(loaded, ds.subset(sp.test))
     val = evaluate(loaded, ds.subset(sp.val))

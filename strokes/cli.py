@@ -160,12 +160,10 @@ def cmd_train(args) -> int:
 
     loaded = load_checkpoint(f"{out}/best.pt")
     if trainer.test_data is not None:
-        from .splits import split
-
-        sp = split(ds, mode=config.split, val=config.val, test=config.test, seed=config.seed)
         from .evaluate import evaluate
+        from .train import checkpoint_split
 
-        report = evaluate(loaded, ds.subset(sp.test), device=str(trainer.device))
+        report = evaluate(loaded, ds.subset(checkpoint_split(loaded.checkpoint, ds).test), device=str(trainer.device))
         report["subset"] = "test"
         paths = write_report(report, out, history=loaded.checkpoint.get("history"))
         print(format_report(report, top=10))
@@ -177,8 +175,7 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from .checkpoint import load_checkpoint
     from .evaluate import evaluate, format_report, write_report
-    from .splits import split
-    from .train import resolve_device
+    from .train import checkpoint_split, resolve_device
 
     device = resolve_device(args.device)
     loaded = load_checkpoint(args.checkpoint, device=device)
@@ -191,10 +188,7 @@ def cmd_eval(args) -> int:
                     "the checkpoint's held-out test split of this data" if subset == "test"
                     else "DATA is not the data the model was trained on, so all of it")
     if subset in ("test", "val"):
-        if info.get("fingerprint") != ds.fingerprint():
-            raise ValueError(f"--subset {subset} needs the data the checkpoint was trained on; use --subset all")
-        train_cfg = loaded.checkpoint["train"]
-        sp = split(ds, mode=train_cfg["split"], val=train_cfg["val"], test=train_cfg["test"], seed=train_cfg["seed"])
+        sp = checkpoint_split(loaded.checkpoint, ds)
         ds = ds.subset(sp.test if subset == "test" else sp.val)
     report = evaluate(loaded, ds, device=device, batch_size=args.batch_size)
     report["subset"] = subset

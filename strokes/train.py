@@ -33,7 +33,7 @@ from ._util import atomic_write, tqdm_disable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "Trainer", "resolve_device", "evaluate_logits", "topk_accuracy"]
+__all__ = ["TrainConfig", "Trainer", "resolve_device", "evaluate_logits", "topk_accuracy", "checkpoint_split"]
 
 
 @dataclass
@@ -92,6 +92,24 @@ def resolve_device(device: str = "auto"):
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
     return dev
+
+
+def checkpoint_split(checkpoint: dict, ds):
+    """The train/val/test :class:`strokes.Split` of ``ds`` that trained ``checkpoint``.
+
+    Raises ``ValueError`` when ``ds`` is not the data the checkpoint was trained on
+    (its fingerprint differs), since the split would then mean nothing.
+    """
+    from .splits import split
+
+    cfg = checkpoint.get("train") or {}
+    info = cfg.get("split_info") or {}
+    if info.get("fingerprint") != ds.fingerprint():
+        raise ValueError(
+            f"{ds.name} is not the data this model was trained on ({info.get('dataset', 'unknown')}); "
+            "its held-out split is undefined here: evaluate on all of it instead"
+        )
+    return split(ds, mode=cfg["split"], val=cfg["val"], test=cfg["test"], seed=cfg["seed"])
 
 
 def default_pipeline_for(input_kind: str):

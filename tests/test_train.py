@@ -374,3 +374,13 @@ def test_inference_copy_folds_batchnorm_without_changing_outputs(data):
     inputs = rec._inputs([data[i].strokes for i in range(9)])
     with torch.inference_mode():
         assert torch.allclose(rec.model(**inputs), loaded.model(**inputs), atol=1e-4)
+
+
+def test_checkpoint_split_refuses_other_data(trained, data):
+    from strokes.train import checkpoint_split
+
+    ckpt = read_checkpoint(trained[0] / "best.pt")
+    sp = checkpoint_split(ckpt, data)
+    assert len(sp.test) == ckpt["metrics"]["split"]["test"]
+    with pytest.raises(ValueError, match="not the data"):
+        checkpoint_split(ckpt, generate(n_writers=2, samples_per_writer=1, seed=7))
