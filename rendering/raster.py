@@ -175,16 +175,21 @@ def rasterize_batch(points: np.ndarray, offsets: np.ndarray, size: int = 32, **o
     """
     cfg = _config(size, options)
     pts, offs = _check_points(points, offsets)
+    return _render(_NumpyOps(), pts, offs, cfg)
+
+
+def _render(ops, points, offsets, cfg: RenderConfig):
+    """Run the kernel with ``ops`` and shape its output as ``(N, C, size, size)``."""
     flat = rasterize_ragged(
-        _NumpyOps(),
-        pts,
-        offs,
+        ops,
+        points,
+        offsets,
         size=cfg.size,
         thickness=cfg.thickness,
         antialias=cfg.antialias,
         channels=cfg.channels,
     )
-    return flat.reshape(len(offs) - 1, cfg.n_planes, cfg.size, cfg.size)
+    return flat.reshape(int(offsets.shape[0]) - 1, cfg.n_planes, cfg.size, cfg.size)
 
 
 def _as_ink_list(inks) -> list[np.ndarray]:
@@ -321,13 +326,4 @@ def rasterize_torch(points, offsets=None, *, lengths=None, size: int = 32, **opt
     if not bool(torch.isfinite(pts[:, :2]).all()):
         raise ValueError("points have a NaN or infinite coordinate")
     with torch.no_grad():
-        flat = rasterize_ragged(
-            _TorchOps(device),
-            pts,
-            offsets,
-            size=cfg.size,
-            thickness=cfg.thickness,
-            antialias=cfg.antialias,
-            channels=cfg.channels,
-        )
-    return flat.reshape(offsets.shape[0] - 1, cfg.n_planes, cfg.size, cfg.size)
+        return _render(_TorchOps(device), pts, offsets, cfg)
