@@ -128,6 +128,24 @@ def _parse_options(items) -> dict:
     return out
 
 
+def _interrupt_on_signals() -> None:
+    """Make SIGTERM (kill) and SIGINT raise KeyboardInterrupt, so training saves last.pt and stops.
+
+    SIGINT needs re-arming because shells start background jobs with it ignored.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+
+
 def cmd_train(args) -> int:
     from .evaluate import format_report, write_report
     from .train import TrainConfig, Trainer
@@ -154,6 +172,7 @@ def cmd_train(args) -> int:
     )
     out = args.out or f"runs/{args.model}"
     ds = _load(args)
+    _interrupt_on_signals()
     trainer = Trainer(config, out, progress=None)
     metrics = trainer.fit(ds, resume=args.resume)
     from .checkpoint import load_checkpoint

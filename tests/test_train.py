@@ -384,3 +384,28 @@ def test_checkpoint_split_refuses_other_data(trained, data):
     assert len(sp.test) == ckpt["metrics"]["split"]["test"]
     with pytest.raises(ValueError, match="not the data"):
         checkpoint_split(ckpt, generate(n_writers=2, samples_per_writer=1, seed=7))
+
+
+def test_cli_train_killed_leaves_a_resumable_checkpoint(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "strokes", "train", "synthetic:writers=5,samples=1,seed=2", "--model", "softmax",
+           "--epochs", "500", "--patience", "0", "--batch-size", "64", "--out", str(out), "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        while not (out / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert (out / "last.pt").exists(), proc.stderr.read() if proc.poll() is not None else "no checkpoint in time"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    state = read_checkpoint(out / "last.pt")["trainer_state"]
+    assert state["epoch"] >= 1
