@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
@@ -285,6 +286,61 @@ def cmd_stats(args) -> int:
     return 0
 
 
+QUICK_DATA = "synthetic:writers=16,samples=3"
+QUICK_BUDGET = 8.0  # training seconds per model and seed in the quick run
+
+
+def cmd_bench(args) -> int:
+    from .bench import DEFAULT_MODELS, QUICK_MODELS, BenchConfig, _argv, check_models, run_bench
+    from .bench_report import markdown_table
+
+    quick = args.data is None
+    if quick:
+        args.data = QUICK_DATA
+    models = check_models(_csv(args.models)) if args.models else list(QUICK_MODELS if quick else DEFAULT_MODELS)
+    epochs, budget, batch_size = args.epochs, args.time_budget, args.batch_size
+    if epochs is None and budget is None:
+        # the quick run gives every model the same few CPU seconds; real data defaults to epochs
+        epochs, budget = (100, QUICK_BUDGET) if quick else (10, None)
+    if batch_size is None:
+        batch_size = 32 if quick else 128
+    options: dict = {}
+    for key, value in _parse_options(args.option).items():
+        model, dot, field_name = key.partition(".")
+        if not dot or not field_name:
+            raise ValueError(f"--option takes MODEL.FIELD=VALUE (e.g. tcn.channels=96), got {key!r}")
+        options.setdefault(model, {})[field_name] = value
+    config = BenchConfig(
+        models=tuple(models),
+        epochs=epochs,
+        time_budget=budget,
+        seeds=args.seeds if args.seeds is not None else (2 if quick else 3),
+        seed=args.seed,
+        split=args.split,
+        device=args.device,
+        batch_size=batch_size,
+        lr=args.lr,
+        augment=not args.no_augment,
+        max_train_samples=args.max_train_samples,
+        compile=args.compile,
+        latency_samples=args.latency_samples,
+        model_options=options,
+    )
+    ds = _load(args)
+    if quick:
+        print(f"strokes bench: no --data given, so this is the quick run on built-in SYNTHETIC data ({QUICK_DATA})")
+    _interrupt_on_signals()
+    results = run_bench(ds, config, args.out, command=_argv(), progress=None)
+    out = Path(results["out_dir"])
+    print()
+    print(markdown_table(results["summary"]))
+    print()
+    for line in results["verdict"]:
+        print("- " + line.replace("**", ""))
+    print(f"\nwrote {out}/report.md, results.json, results.csv, cells.csv and charts")
+    return 0
+
+
 def cmd_db_load(args) -> int:
     from pathlib import Path
 
@@ -382,6 +438,36 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser(
+        "bench",
+        help="compare sequence, image and fused models on the same splits",
+        description="Train and measure every model of --models on the same splits and seeds: top-1/top-5/macro "
+        "recall (mean ± std over seeds), training time and throughput, data-preparation share, batched inference "
+        "throughput, single-sample recognize() latency (p50/p95) and peak memory. Writes results.json, results.csv, "
+        "cells.csv, report.md (with a verdict) and charts to --out; the same --out resumes an interrupted run. "
+        f"Without --data: a quick run on built-in synthetic data ({QUICK_DATA}).",
+    )
+    sp.add_argument("--data", default=None, help="what strokes.load reads: InkML dir, .sql dump, .npz, postgresql:// DSN, synthetic[:...]")
+    sp.add_argument("--format", default=None, help="override the format inferred from --data")
+    sp.add_argument("--limit", type=int, default=None, help="read at most this many files/rows")
+    sp.add_argument("--table", default=None, help="table name for dumps and PostgreSQL (default: samples)")
+    sp.add_argument("--models", default=None, help="comma-separated model names (default: lstm,tcn,lenet5,extexify_cnn,vgg_gap,fusion; quick run: gru,tcn,lenet5,extexify_cnn,fusion)")
+    sp.add_argument("--epochs", type=int, default=None, help="epochs per model and seed (default 10; the quick run: 8 s of training each)")
+    sp.add_argument("--time-budget", type=float, default=None, metavar="SECONDS", help="training seconds per model and seed (with --epochs: whichever ends first)")
+    sp.add_argument("--seeds", type=int, default=None, help="seeds per model (default 3; quick run 2)")
+    sp.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    sp.add_argument("--split", default="writer", help="writer | random | kfold:K (default writer)")
+    sp.add_argument("--batch-size", type=int, default=None, help="training batch size, every model (default 128; quick run 32)")
+    sp.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, every model (default 2e-3)")
+    sp.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    sp.add_argument("--max-train-samples", type=int, default=None, help="train on a random subset of each split")
+    sp.add_argument("--latency-samples", type=int, default=200, help="timed single-sample calls per model (default 200)")
+    sp.add_argument("--option", action="append", metavar="MODEL.FIELD=VALUE", help="override a model config field (repeatable)")
+    sp.add_argument("--compile", action="store_true", help="torch.compile the models")
+    sp.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    sp.add_argument("--out", default=None, help="output directory (default benchmarks/results/<timestamp>-<data>/)")
+    sp.set_defaults(func=cmd_bench)
+
+    sp = sub.add_parser(
         "eval",
         help="evaluate a checkpoint: top-1/top-5, per class, confusions",
         description="Evaluate CHECKPOINT on DATA. By default on the checkpoint's held-out test split when DATA is "
@@ -439,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    base = logging.INFO if args.command == "train" else logging.WARNING  # training reports every epoch
+    base = logging.INFO if args.command in ("train", "bench") else logging.WARNING  # training reports every epoch
     level = max(logging.DEBUG, base - 10 * min(args.verbose, 2))
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -62,6 +62,8 @@ class TrainConfig:
     render: dict | None = None  # rendering.RenderConfig config; None = 32x32 ink, anti-aliased
     eval_batch_size: int = 1024  # samples per evaluation batch
     max_train_samples: int | None = None  # use a random subset of the training split (quick runs)
+    time_budget: float | None = None  # seconds of training (validation excluded); None = epochs only
+
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -74,6 +76,8 @@ class TrainConfig:
             raise ValueError(f"split must be 'writer' or 'random', got {self.split!r}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.time_budget is not None and not (isinstance(self.time_budget, (int, float)) and self.time_budget > 0):
+            raise ValueError(f"time_budget must be a positive number of seconds or None, got {self.time_budget!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -103,12 +107,24 @@ def checkpoint_split(checkpoint: dict, ds):
 
     cfg = checkpoint.get("train") or {}
     info = cfg.get("split_info") or {}
+    if info.get("mode", cfg.get("split")) not in ("writer", "random"):
+        raise ValueError(
+            f"this checkpoint was trained on a {info.get('mode')!r} split given by the caller (e.g. strokes bench); "
+            "it cannot be rebuilt from the checkpoint: evaluate on all of the data, or on the bench cell's test indices"
+        )
     if info.get("fingerprint") != ds.fingerprint():
         raise ValueError(
             f"{ds.name} is not the data this model was trained on ({info.get('dataset', 'unknown')}); "
             "its held-out split is undefined here: evaluate on all of it instead"
         )
-    return split(ds, mode=cfg["split"], val=cfg["val"], test=cfg["test"], seed=cfg["seed"])
+    mode = info.get("mode", cfg["split"])
+    sp = split(ds, mode=mode, val=cfg["val"], test=cfg["test"], seed=info.get("seed", cfg["seed"]))
+    if "val" in info and (len(sp.val), len(sp.test)) != (info["val"], info.get("test")):
+        raise ValueError(
+            "this checkpoint's split was given by the caller and differs from the one its config describes; "
+            "evaluate on all of the data, or on the bench cell's test indices"
+        )
+    return sp
 
 
 def default_pipeline_for(input_kind: str):
@@ -165,7 +181,7 @@ class Trainer:
         self.progress = progress
 
     # -- set-up --------------------------------------------------------------
-    def _setup(self, ds, resume_ckpt: dict | None):
+    def _setup(self, ds, resume_ckpt: dict | None, given_split=None):
         import torch
 
         import models
@@ -174,9 +190,16 @@ class Trainer:
 
         from .batching import InkTensors
         from .normalize import Pipeline
-        from .splits import split
+        from .splits import Split, split
 
         cfg = self.config
+        # training-loop accounting (validation excluded): wall seconds, samples, and the
+        # part of each step spent preparing data (gather, augment, pad, render) vs in the model
+        self.train_seconds = 0.0
+        self.samples_seen = 0
+        self.data_seconds = 0.0
+        self.model_seconds = 0.0
+        self.epochs_done = 0.0  # fractional when a time budget ends an epoch early
         self.device = resolve_device(cfg.device)
         entry = models.model_entry(cfg.model)
         self.input_kind = entry.input_kind
@@ -189,7 +212,15 @@ class Trainer:
             raise ValueError(f"{ds.name} has {len(ds.vocab)} class(es); training needs at least 2")
         self.vocab = list(ds.vocab)
 
-        sp = split(ds, mode=cfg.split, val=cfg.val, test=cfg.test, seed=cfg.seed)
+        if given_split is None:
+            sp = split(ds, mode=cfg.split, val=cfg.val, test=cfg.test, seed=cfg.seed)
+        elif isinstance(given_split, Split):
+            sp = given_split
+            top = max((int(a.max()) for a in sp if len(a)), default=-1)
+            if top >= len(ds):
+                raise ValueError(f"the given split indexes sample {top}, but {ds.name} has {len(ds)} samples")
+        else:
+            raise TypeError(f"split must be a strokes.splits.Split, got {type(given_split).__name__}")
         train_idx = sp.train
         if cfg.max_train_samples is not None and cfg.max_train_samples < len(train_idx):
             rng = np.random.default_rng(cfg.seed)
@@ -238,11 +269,18 @@ class Trainer:
         total = self.steps_per_epoch * cfg.epochs
         warmup = max(1, int(cfg.warmup_epochs * self.steps_per_epoch))
 
+        def cosine(progress: float) -> float:
+            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
         def lr_at(step: int) -> float:
+            if cfg.time_budget is not None:
+                # the schedule follows the clock: warm up for `warmup` steps or 5% of the
+                # budget, whichever ends first, then decay over the whole budget
+                spent = self.train_seconds / cfg.time_budget
+                return min(1.0, max((step + 1) / warmup, spent / 0.05)) * cosine(spent)
             if step < warmup:
                 return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+            return cosine((step - warmup) / max(1, total - warmup))
 
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_at)
         self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -273,6 +311,12 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.epoch = int(state["epoch"])
         self.bad_epochs = int(state["bad_epochs"])
+        clock = state.get("clock", {})
+        self.train_seconds = float(clock.get("train_seconds", 0.0))
+        self.samples_seen = int(clock.get("samples_seen", 0))
+        self.data_seconds = float(clock.get("data_seconds", 0.0))
+        self.model_seconds = float(clock.get("model_seconds", 0.0))
+        self.epochs_done = float(clock.get("epochs_done", self.epoch))
         self.history = list(ckpt.get("history", []))
         self.best = state.get("best") or None
         log.info("resumed at epoch %d", self.epoch)
@@ -294,6 +338,7 @@ class Trainer:
                 "epoch": self.epoch,
                 "bad_epochs": self.bad_epochs,
                 "best": self.best or {},
+                "clock": self.clock(),
             }
         return make_checkpoint(
             self.model,
@@ -312,6 +357,19 @@ class Trainer:
         return save_checkpoint(self._checkpoint(metrics, with_state), self.out_dir / name)
 
     # -- loop ----------------------------------------------------------------
+    def clock(self) -> dict:
+        """Training-loop accounting so far: seconds, samples, data vs model time, epochs."""
+        return {
+            "train_seconds": self.train_seconds,
+            "samples_seen": self.samples_seen,
+            "data_seconds": self.data_seconds,
+            "model_seconds": self.model_seconds,
+            "epochs_done": self.epochs_done,
+        }
+
+    def _budget_left(self) -> bool:
+        return self.config.time_budget is None or self.train_seconds < self.config.time_budget
+
     def _train_epoch(self) -> dict:
         import torch
         from tqdm.auto import tqdm
@@ -322,36 +380,73 @@ class Trainer:
         self.model.train()
         n = len(self.train_data)
         order = torch.randperm(n, generator=self.shuffle_gen).to(self.device)
-        total_loss, total_seen, correct = 0.0, 0, 0
+        # running sums stay on the device: no host sync per step on a GPU
+        total_loss = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        total_seen = 0
+        timer = _StepTimer(self.device)
         bar = tqdm(
             range(self.steps_per_epoch),
             desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
             leave=False,
             disable=tqdm_disable(self.progress),
         )
+        epoch_start = time.perf_counter()
+        seconds_before = self.train_seconds
+        steps_done = 0
         for step in bar:
+            timer.start()
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             batch = self.train_data.take(idx)
             aug = self.augment if self.augment.steps else None
             inputs = make_inputs(batch, self.input_kind, self.render, augment=aug, generator=self.aug_gen)
+            timer.data_done()
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 logits = self.forward(**inputs)
                 loss = self.loss_fn(logits.float(), batch.labels)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {float(loss)} at epoch {self.epoch + 1}, step {step}; lower lr")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
-            self.scheduler.step()
             b = len(idx)
-            total_loss += float(loss.detach()) * b
+            total_loss += loss.detach() * b
+            correct += (logits.detach().argmax(1) == batch.labels).sum()
             total_seen += b
-            correct += int((logits.argmax(1) == batch.labels).sum())
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{total_loss / total_seen:.3f}", acc=f"{correct / total_seen:.3f}")
-        return {"train_loss": total_loss / total_seen, "train_top1": correct / total_seen}
+            steps_done += 1
+            timer.model_done()
+            check = step % 20 == 0 or step == self.steps_per_epoch - 1
+            if check or not timer.cuda or (cfg.time_budget is not None and step % 5 == 0):
+                timer.sync()  # on CUDA the host clock is only read once the device has caught up
+                self.train_seconds = seconds_before + time.perf_counter() - epoch_start
+            self.scheduler.step()  # after the clock: a time-budget schedule reads train_seconds
+            if check:
+                mean_loss = float(total_loss) / total_seen
+                if not math.isfinite(mean_loss):
+                    raise FloatingPointError(f"loss became {mean_loss} at epoch {self.epoch + 1}, step {step}; lower lr")
+                bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{int(correct) / total_seen:.3f}")
+            if not self._budget_left():
+                log.info("time budget of %.0f s spent after %d of %d steps", cfg.time_budget, step + 1, self.steps_per_epoch)
+                break
+        bar.close()
+        timer.sync()
+        self.train_seconds = seconds_before + time.perf_counter() - epoch_start
+        data_s, model_s = timer.totals()
+        self.data_seconds += data_s
+        self.model_seconds += model_s
+        self.samples_seen += total_seen
+        self.epochs_done += steps_done / self.steps_per_epoch
+        mean_loss = float(total_loss) / max(total_seen, 1)
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(f"loss became {mean_loss} in epoch {self.epoch + 1}; lower lr")
+        return {
+            "train_loss": mean_loss,
+            "train_top1": int(correct) / max(total_seen, 1),
+            "train_seconds": self.train_seconds - seconds_before,
+            "data_seconds": data_s,
+            "model_seconds": model_s,
+            "steps": steps_done,
+        }
 
     def _evaluate(self, data) -> dict:
         import torch
@@ -363,17 +458,22 @@ class Trainer:
         loss = float(torch.nn.functional.cross_entropy(logits, labels))
         return {"loss": loss, **topk_accuracy(logits, labels)}
 
-    def fit(self, ds, *, resume=None) -> dict:
+    def fit(self, ds, *, resume=None, split=None) -> dict:
         """Train on ``ds``; returns the final metrics (best val, and test when there is a test split).
 
-        ``resume``: a ``last.pt`` path (or checkpoint dict) to continue from.
+        Args:
+            ds: a :class:`strokes.StrokeDataset`.
+            resume: a ``last.pt`` path (or checkpoint dict) to continue from.
+            split: a :class:`strokes.splits.Split` to use instead of the one the
+                config describes (the benchmark harness gives every model the same
+                splits, k-fold included). Its ``mode`` is recorded in the checkpoint.
         """
         from .checkpoint import read_checkpoint
 
         resume_ckpt = None
         if resume is not None:
             resume_ckpt = resume if isinstance(resume, dict) else read_checkpoint(resume)
-        self._setup(ds, resume_ckpt)
+        self._setup(ds, resume_ckpt, split)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         cfg = self.config
         n_params = sum(p.numel() for p in self.model.parameters())
@@ -381,7 +481,7 @@ class Trainer:
         started = time.perf_counter()
         stopped = "max_epochs"
         try:
-            while self.epoch < cfg.epochs:
+            while self.epoch < cfg.epochs and self._budget_left():
                 t0 = time.perf_counter()
                 row = {"epoch": self.epoch + 1, **self._train_epoch()}
                 val = self._evaluate(self.val_data)
@@ -409,6 +509,9 @@ class Trainer:
                     stopped = "early_stopping"
                     log.info("early stopping: no better val top-1 for %d epochs", cfg.patience)
                     break
+                if not self._budget_left():
+                    stopped = "time_budget"
+                    break
         except KeyboardInterrupt:
             log.warning("interrupted: saving %s", self.out_dir / "last.pt")
             self._save("last.pt", {"interrupted": True, "epoch": self.epoch}, with_state=True)
@@ -425,7 +528,16 @@ class Trainer:
         metrics = {"val": self._evaluate(self.val_data), "best_epoch": self.best["epoch"], "epochs_run": self.epoch}
         if self.test_data is not None:
             metrics["test"] = self._evaluate(self.test_data)
-        metrics.update({"stopped": stopped, "train_seconds": round(seconds, 1), "split": self.split_info})
+        metrics.update(
+            {
+                "stopped": stopped,
+                "wall_seconds": round(seconds, 3),
+                "clock": self.clock(),
+                "train_seconds": round(self.train_seconds, 3),
+                "train_samples_per_s": self.samples_seen / max(self.train_seconds, 1e-9),
+                "split": self.split_info,
+            }
+        )
         ckpt = loaded.checkpoint
         ckpt["metrics"] = metrics
         ckpt["history"] = self.history
@@ -437,3 +549,55 @@ class Trainer:
     def _write_history(self):
         with atomic_write(self.out_dir / "history.json", "w") as fh:
             json.dump(self.history, fh, indent=1)
+
+
+class _StepTimer:
+    """Per-step data-preparation and model time for one epoch.
+
+    On the CPU work is synchronous and the host clock is right. On CUDA the
+    host only queues work, so the boundaries are CUDA events and their elapsed
+    times are read after a synchronization (never the host clock).
+    """
+
+    def __init__(self, device):
+        import torch
+
+        self.torch = torch
+        self.cuda = device.type == "cuda"
+        self.data = 0.0
+        self.model = 0.0
+        self.events: list = []  # (start, data_done, model_done) CUDA events not yet read
+        self._t = [0.0, 0.0]
+
+    def _mark(self):
+        if self.cuda:
+            ev = self.torch.cuda.Event(enable_timing=True)
+            ev.record()
+            return ev
+        return time.perf_counter()
+
+    def start(self):
+        self._t = [self._mark()]
+
+    def data_done(self):
+        self._t.append(self._mark())
+
+    def model_done(self):
+        t0, t1, t2 = (*self._t, self._mark())
+        if self.cuda:
+            self.events.append((t0, t1, t2))
+        else:
+            self.data += t1 - t0
+            self.model += t2 - t1
+
+    def sync(self):
+        if self.cuda:
+            self.torch.cuda.synchronize()
+            for t0, t1, t2 in self.events:
+                self.data += t0.elapsed_time(t1) / 1000
+                self.model += t1.elapsed_time(t2) / 1000
+            self.events.clear()
+
+    def totals(self) -> tuple[float, float]:
+        self.sync()
+        return self.data, self.model

@@ -1,0 +1,618 @@
+"""``strokes bench``: sequence models vs image models vs both, on the same splits.
+
+The harness trains every model of a list on every split of a matrix (seeds,
+and folds for ``kfold:K``), then measures each trained model the same way:
+
+* accuracy on the held-out test split: top-1, top-5, macro recall (mean and
+  standard deviation over seeds/folds);
+* training: epochs run, wall seconds of the training loop (validation
+  excluded), samples/s, and how much of each step went to data preparation
+  (gather, augment, pad, render) vs the model, so a data-bound run shows;
+* batched inference throughput on the test split (preparation + forward);
+* single-sample latency through the :func:`strokes.recognize` path
+  (validate, normalize, pad or render, forward, softmax, top-k), p50 and p95
+  after a warm-up that is not counted;
+* peak memory: process RSS sampled during the cell, and on CUDA the peak
+  allocated device memory.
+
+Fairness: every model sees the same split for a given seed, the same seed for
+initialization, shuffling and augmentation, the same augmentation (it acts on
+the points, before they become a sequence or an image), the same optimizer
+recipe, and the same ``epochs`` and/or ``time_budget``.
+
+Each finished cell is written to ``OUT/cells/<cell>.json`` atomically, so an
+interrupted run started again with the same ``--out`` skips finished cells
+(and resumes an interrupted training from its ``last.pt``). The report
+(``results.json``, ``results.csv``, ``cells.csv``, ``report.md`` and PNG
+charts) is written by :mod:`strokes.bench_report`.
+
+On CUDA the trainer runs bf16 autocast, pinned memory and non-blocking
+copies, renders and augments on the GPU and enables ``cudnn.benchmark``;
+timings of device work use CUDA events or a synchronization first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._util import atomic_write, tqdm_disable
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "BenchConfig",
+    "run_bench",
+    "make_splits",
+    "parse_split",
+    "check_models",
+    "PeakMemory",
+    "latency_stats",
+    "DEFAULT_MODELS",
+    "QUICK_MODELS",
+]
+
+#: models of a full comparison: two sequence models, three image models, and fusion
+DEFAULT_MODELS = ("lstm", "tcn", "lenet5", "extexify_cnn", "vgg_gap", "fusion")
+#: the quick built-in run (``strokes bench`` with no data): one of each kind
+QUICK_MODELS = ("gru", "tcn", "lenet5", "extexify_cnn", "fusion")
+
+_CELL_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What a benchmark run compares and how (saved in ``results.json``)."""
+
+    models: tuple = DEFAULT_MODELS  # names from models.list_models()
+    epochs: int | None = None  # epochs per model (the cap when a time budget is set too)
+    time_budget: float | None = None  # training seconds per model and seed (validation excluded)
+    seeds: int = 3  # seeds per model: seed, seed + 1, ...
+    seed: int = 0  # the first seed
+    split: str = "writer"  # writer | random | kfold:K
+    val: float = 0.1  # validation fraction (of the training part for kfold)
+    test: float = 0.1  # test fraction (writer, random)
+    device: str = "auto"  # auto | cpu | cuda[:N]
+    batch_size: int = 128  # training batch size, every model
+    lr: float = 2e-3  # peak learning rate, every model
+    augment: bool = True  # the default point augmentation, the same for every model
+    patience: int = 0  # early stopping (0 = off, so every model gets its whole budget)
+    max_train_samples: int | None = None  # train on a random subset of each training split
+    compile: bool = False  # torch.compile the models
+    infer_batch_size: int = 512  # batch size of the inference-throughput measurement
+    latency_samples: int = 200  # timed single-sample recognize() calls per cell
+    latency_warmup: int = 20  # untimed calls before them
+    model_options: dict = field(default_factory=dict)  # model name -> {config field: value}
+
+    def __post_init__(self):
+        object.__setattr__(self, "models", tuple(self.models))
+        if not self.models:
+            raise ValueError("models is empty; name at least one, e.g. --models lstm,lenet5")
+        dupes = sorted({m for m in self.models if self.models.count(m) > 1})
+        if dupes:
+            raise ValueError(f"models listed more than once: {dupes}")
+        if self.epochs is None and self.time_budget is None:
+            raise ValueError("give epochs and/or time_budget, so every model gets the same budget")
+        for name in ("seeds", "batch_size", "infer_batch_size", "latency_samples"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1):
+            raise ValueError(f"epochs must be a positive int or None, got {self.epochs!r}")
+        if self.time_budget is not None and not (isinstance(self.time_budget, (int, float)) and self.time_budget > 0):
+            raise ValueError(f"time_budget must be a positive number of seconds, got {self.time_budget!r}")
+        if isinstance(self.latency_warmup, bool) or not isinstance(self.latency_warmup, int) or self.latency_warmup < 0:
+            raise ValueError(f"latency_warmup must be an int >= 0, got {self.latency_warmup!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+        parse_split(self.split)
+        unknown = sorted(set(self.model_options) - set(self.models))
+        if unknown:
+            raise ValueError(f"model_options for models not in the run: {unknown}")
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.seeds))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["models"] = list(self.models)
+        return d
+
+    def cell_settings(self) -> dict:
+        """The settings a finished cell depends on (besides model, seed and split)."""
+        d = self.to_dict()
+        for k in ("models", "seeds", "latency_samples", "latency_warmup", "infer_batch_size"):
+            d.pop(k)
+        return d
+
+
+# --------------------------------------------------------------------- checks
+def check_models(names) -> list[str]:
+    """Validate model names against the registry; the error lists the valid ones."""
+    import models
+
+    names = [n.strip() for n in names if n.strip()]
+    valid = models.list_models()
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ValueError(
+            f"unknown model(s) {', '.join(unknown)}; valid models: {', '.join(valid)} "
+            f"(sequence: {', '.join(models.list_models('sequence'))}; image: {', '.join(models.list_models('image'))}; "
+            f"both: {', '.join(models.list_models('both'))})"
+        )
+    return names
+
+
+_SPLIT = re.compile(r"^(writer|random|kfold:(\d+))$")
+
+
+def parse_split(spec: str) -> tuple[str, int | None]:
+    """``"writer"`` -> ("writer", None); ``"kfold:5"`` -> ("kfold", 5)."""
+    if not isinstance(spec, str):
+        raise TypeError(f"split must be a str, got {type(spec).__name__}")
+    m = _SPLIT.match(spec.strip())
+    if not m:
+        raise ValueError(f"unknown split {spec!r}; use writer, random or kfold:K (e.g. kfold:5)")
+    if m.group(2) is None:
+        return m.group(1), None
+    k = int(m.group(2))
+    if k < 2:
+        raise ValueError(f"kfold needs K >= 2, got {spec!r}")
+    return "kfold", k
+
+
+def make_splits(ds, config: BenchConfig) -> list[tuple[str, int, object]]:
+    """The split matrix: ``(split_id, seed, Split)`` for every seed (and fold).
+
+    ``writer``/``random``: one train/val/test split per seed (the seed seeds the
+    split too, so the spread over seeds includes the choice of test writers).
+    ``kfold:K``: K folds made once (writer-grouped when writers are known, else
+    stratified); fold ``f`` is the test set and a writer-disjoint (or
+    stratified) ``val`` fraction of the rest validates; every seed runs every fold.
+    """
+    from .splits import Split, kfold, split
+
+    mode, k = parse_split(config.split)
+    out = []
+    if mode != "kfold":
+        for s in config.seed_list:
+            sp = split(ds, mode=mode, val=config.val, test=config.test, seed=s)
+            if len(sp.test) == 0:
+                raise ValueError(f"the {mode} split of {ds.name} left no test samples; use more data or a larger test fraction")
+            out.append((f"s{s}", s, sp))
+        return out
+    has_writers = bool((ds.writer_ids >= 0).any())
+    folds = kfold(ds, k, seed=config.seed, by="writer" if has_writers else "class")
+    for f, (rest, test_idx) in enumerate(folds):
+        inner = split(ds.subset(rest), mode="writer" if has_writers else "random", val=config.val, test=0.0, seed=config.seed + f)
+        train_idx, val_idx = np.sort(rest[inner.train]), np.sort(rest[inner.val])
+        if len(val_idx) == 0 or len(test_idx) == 0:
+            raise ValueError(f"fold {f} of {k} has no validation or test samples; use fewer folds")
+        for s in config.seed_list:
+            out.append((f"s{s}-f{f}", s, Split(train_idx, val_idx, test_idx, mode=f"kfold{k}:{f}", seed=s)))
+    return out
+
+
+# ------------------------------------------------------------------- memory
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class PeakMemory:
+    """Peak resident memory of this process while the block runs (sampled every ``interval`` s).
+
+    ``peak`` and ``start`` are bytes; on systems without ``/proc`` the peak
+    comes from ``getrusage`` (the process-lifetime maximum) and ``exact`` is False.
+    """
+
+    def __init__(self, interval: float = 0.005):
+        self.interval = interval
+        self.start = self.peak = 0
+        self.exact = _rss_bytes() is not None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self):
+        while not self._stop.wait(self.interval):
+            v = _rss_bytes()
+            if v is not None and v > self.peak:
+                self.peak = v
+
+    def __enter__(self):
+        if self.exact:
+            self.start = self.peak = _rss_bytes()
+            self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, _rss_bytes() or 0)
+        else:
+            import resource
+
+            self.peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return False
+
+
+# ----------------------------------------------------------------- measuring
+def latency_stats(seconds) -> dict:
+    """p50/p95/mean/max in milliseconds of per-call times (already without warm-up)."""
+    ms = np.asarray(seconds, dtype=np.float64) * 1e3
+    if ms.size == 0:
+        raise ValueError("no latency samples")
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "mean_ms": float(ms.mean()),
+        "max_ms": float(ms.max()),
+        "calls": int(ms.size),
+    }
+
+
+def measure_latency(recognizer, inks, warmup: int) -> dict:
+    """Time ``recognizer(ink)`` per call; the first ``warmup`` calls are not counted.
+
+    The result is a host numpy array, so every timed call includes the device
+    finishing its work (no asynchronous work escapes the host clock).
+    """
+    if len(inks) <= warmup:
+        raise ValueError(f"need more than {warmup} inks for a latency measurement, got {len(inks)}")
+    for ink in inks[:warmup]:
+        recognizer(ink)
+    times = []
+    for ink in inks[warmup:]:
+        t0 = time.perf_counter()
+        recognizer(ink)
+        times.append(time.perf_counter() - t0)
+    return {**latency_stats(times), "warmup_calls": warmup}
+
+
+def measure_inference(loaded, ds, device, batch_size: int, min_seconds: float = 1.0) -> dict:
+    """Batched inference throughput on ``ds``: normalization, then per batch preparation
+    (pad/render) and forward, timed apart (CUDA events on a GPU). One untimed batch warms up."""
+    import torch
+
+    from .batching import InkTensors, make_inputs
+    from .train import _StepTimer
+
+    t0 = time.perf_counter()
+    data = InkTensors.from_dataset(ds, loaded.pipeline, device=device)
+    normalize_s = time.perf_counter() - t0
+    model = loaded.model.to(device).eval()
+    n = len(data)
+    timer = _StepTimer(torch.device(device))
+    seen, passes = 0, 0
+    with torch.inference_mode():
+        warm = make_inputs(data.take(torch.arange(min(batch_size, n), device=device)), loaded.input_kind, loaded.render)
+        model(**warm)
+        timer.totals()
+        timer = _StepTimer(torch.device(device))
+        while True:
+            for s in range(0, n, batch_size):
+                timer.start()
+                inputs = make_inputs(data.take(torch.arange(s, min(s + batch_size, n), device=device)), loaded.input_kind, loaded.render)
+                timer.data_done()
+                model(**inputs)
+                timer.model_done()
+            seen += n
+            passes += 1
+            prep_s, model_s = timer.totals()
+            if prep_s + model_s >= min_seconds or passes >= 20:
+                break
+    per_pass_normalize = normalize_s  # normalization runs once per pass of data in a real job
+    total = prep_s + model_s + per_pass_normalize * passes
+    return {
+        "samples_per_s": seen / total,
+        "model_samples_per_s": seen / max(model_s, 1e-12),
+        "normalize_fraction": per_pass_normalize * passes / total,
+        "prepare_fraction": prep_s / total,
+        "model_fraction": model_s / total,
+        "batch_size": batch_size,
+        "samples": seen,
+    }
+
+
+# -------------------------------------------------------------------- cells
+def _cell_name(model: str, split_id: str) -> str:
+    return f"{model}__{split_id}"
+
+
+def _n_params(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchConfig, cell_dir: Path, progress=None) -> dict:
+    """Train one model on one split and measure it; returns the cell's record (plain JSON)."""
+    import torch
+
+    import models
+
+    from .checkpoint import load_checkpoint
+    from .evaluate import evaluate
+    from .recognizer import Recognizer
+    from .train import TrainConfig, Trainer, resolve_device
+
+    device = resolve_device(config.device)
+    entry = models.model_entry(model_name)
+    mode, _ = parse_split(config.split)
+    tcfg = TrainConfig(
+        model=model_name,
+        model_options=dict(config.model_options.get(model_name, {})),
+        epochs=config.epochs if config.epochs is not None else 10_000,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        augment=None if config.augment else [],
+        patience=config.patience,
+        split=mode if mode != "kfold" else ("writer" if (ds.writer_ids >= 0).any() else "random"),
+        val=config.val,
+        test=config.test,
+        seed=seed,
+        device=str(device),
+        compile=config.compile,
+        max_train_samples=config.max_train_samples,
+        time_budget=config.time_budget,
+    )
+    last = cell_dir / "last.pt"
+    resume = last if last.exists() else None
+    if resume is not None:
+        log.info("%s: resuming the interrupted training from %s", cell_dir.name, last)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with PeakMemory() as train_mem:
+        trainer = Trainer(tcfg, cell_dir, progress=progress)
+        metrics = trainer.fit(ds, resume=resume, split=sp)
+    cuda_train_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+
+    loaded = load_checkpoint(cell_dir / "best.pt", device=device)
+    test_ds = ds.subset(sp.test)
+    report = evaluate(loaded, test_ds, device=str(device), progress=False)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with PeakMemory() as infer_mem:
+        infer = measure_inference(loaded, test_ds, str(device), config.infer_batch_size)
+        rng = np.random.default_rng(seed)
+        n_lat = min(len(test_ds), config.latency_samples + config.latency_warmup)
+        pick = rng.choice(len(test_ds), n_lat, replace=len(test_ds) < n_lat)
+        inks = [test_ds[int(i)].strokes for i in pick]
+        if len(inks) <= config.latency_warmup:  # tiny test sets: reuse inks
+            inks = [inks[j % len(inks)] for j in range(config.latency_samples + config.latency_warmup)]
+        with torch.inference_mode():
+            latency = measure_latency(Recognizer(loaded, device=str(device)), inks, config.latency_warmup)
+    cuda_infer_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+
+    clock = metrics["clock"]
+    step_s = clock["data_seconds"] + clock["model_seconds"]
+    support = np.asarray(report["confusion"]).sum(1)
+    recall = np.divide(np.diag(np.asarray(report["confusion"])), support, out=np.full(len(support), np.nan), where=support > 0)
+    history = [
+        {k: row[k] for k in ("epoch", "val_top1", "val_top5", "train_loss", "train_seconds", "steps") if k in row}
+        for row in trainer.history
+    ]
+    record = {
+        "format": _CELL_FORMAT,
+        "cell": _cell_name(model_name, split_id),
+        "model": model_name,
+        "representation": entry.input_kind,
+        "seed": seed,
+        "split_id": split_id,
+        "split_mode": sp.mode,
+        "split_sizes": {"train": metrics["split"]["train"], "val": len(sp.val), "test": len(sp.test)},
+        "params": _n_params(loaded.model),
+        "epochs_run": round(clock["epochs_done"], 3),
+        "best_epoch": metrics["best_epoch"],
+        "stopped": metrics["stopped"],
+        "train_seconds": clock["train_seconds"],
+        "train_samples_per_s": clock["samples_seen"] / max(clock["train_seconds"], 1e-9),
+        "train_data_seconds": clock["data_seconds"],
+        "train_model_seconds": clock["model_seconds"],
+        "train_data_fraction": clock["data_seconds"] / step_s if step_s > 0 else None,
+        "val_top1": metrics["val"]["top1"],
+        "test": {k: report[k] for k in ("top1", "top5", "macro_recall", "loss", "samples")},
+        "per_class_recall": [None if np.isnan(r) else float(r) for r in recall],
+        "confusion": report["confusion"],
+        "most_confused": report["most_confused"][:10],
+        "inference": infer,
+        "latency": latency,
+        "memory": {
+            "train_peak_rss_mb": train_mem.peak / 2**20,
+            "train_rss_growth_mb": (train_mem.peak - train_mem.start) / 2**20,
+            "infer_peak_rss_mb": infer_mem.peak / 2**20,
+            "rss_exact": train_mem.exact,
+            "cuda_train_peak_mb": None if cuda_train_peak is None else cuda_train_peak / 2**20,
+            "cuda_infer_peak_mb": None if cuda_infer_peak is None else cuda_infer_peak / 2**20,
+        },
+        "history": history,
+        "vocab": list(loaded.vocab),
+    }
+    return record
+
+
+# ------------------------------------------------------------------ metadata
+def _git_commit() -> dict:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return {"commit": None}
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10
+        )
+        return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None}
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device) -> dict:
+    """Device, CPU/GPU names, library versions, commit and load: what a reader needs to weigh the numbers."""
+    import torch
+
+    env = {
+        "device": str(device),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        **_git_commit(),
+    }
+    if hasattr(os, "getloadavg"):
+        env["loadavg_start"] = [round(x, 2) for x in os.getloadavg()]
+    return env
+
+
+def data_summary(ds) -> dict:
+    return {
+        "name": ds.name,
+        "synthetic": bool(ds.synthetic),
+        "fingerprint": ds.fingerprint(),
+        "samples": len(ds),
+        "classes": len(ds.vocab),
+        "writers": len(ds.writer_names),
+        "skipped": len(ds.skipped),
+        "format": ds.info.get("format"),
+    }
+
+
+def default_out_dir(ds, root="benchmarks/results") -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", ds.name.split("(")[0]).strip("-").lower()[:40] or "data"
+    return Path(root) / f"{stamp}-{slug}"
+
+
+# ----------------------------------------------------------------------- run
+def _check_manifest(out: Path, settings: dict) -> None:
+    path = out / "bench.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old.get("settings") != settings:
+            diff = sorted(k for k in set(old.get("settings", {})) | set(settings) if old.get("settings", {}).get(k) != settings.get(k))
+            raise ValueError(
+                f"{out} holds a bench run with other settings (they differ in: {', '.join(diff)}); "
+                "use a new --out, or the same options and data to resume it"
+            )
+    else:
+        with atomic_write(path, "w") as fh:
+            json.dump({"settings": settings}, fh, indent=1)
+
+
+def run_bench(ds, config: BenchConfig, out_dir=None, *, command: str | None = None, progress: bool | None = None) -> dict:
+    """Run the benchmark matrix on ``ds`` and write the report into ``out_dir``.
+
+    Finished cells found in ``out_dir`` (same settings, same data) are reused.
+    Returns the results (the content of ``results.json``).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    import models
+
+    from . import bench_report
+    from .train import resolve_device
+
+    if not isinstance(config, BenchConfig):
+        raise TypeError(f"config must be a BenchConfig, got {type(config).__name__}")
+    check_models(config.models)
+    if len(ds) == 0:
+        raise ValueError(f"{ds.name} has no samples")
+    device = resolve_device(config.device)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(ds)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {**config.cell_settings(), "device": device.type, "data_fingerprint": ds.fingerprint()}
+    _check_manifest(out, settings)
+
+    env = environment(device)
+    splits = make_splits(ds, config)
+    cells = [(m, seed, sid, sp) for m in config.models for sid, seed, sp in splits]
+    log.info("bench: %d models x %d splits = %d cells on %s, out %s", len(config.models), len(splits), len(cells), device, out)
+    if ds.synthetic:
+        log.warning("bench data is SYNTHETIC (generated, not real handwriting): %s", ds.name)
+
+    records, reused = [], 0
+    started = time.perf_counter()
+    bar = tqdm(cells, desc="bench", unit="cell", disable=tqdm_disable(progress))
+    for model_name, seed, sid, sp in bar:
+        name = _cell_name(model_name, sid)
+        bar.set_postfix_str(name)
+        path = out / "cells" / f"{name}.json"
+        if path.exists():
+            rec = json.loads(path.read_text())
+            if rec.get("format") == _CELL_FORMAT:
+                records.append(rec)
+                reused += 1
+                continue
+        cell_dir = out / "cells" / name
+        t0 = time.perf_counter()
+        rec = run_cell(ds, model_name, seed, sid, sp, config, cell_dir, progress=False if progress is False else None)
+        rec["cell_seconds"] = time.perf_counter() - t0
+        with atomic_write(path, "w") as fh:
+            json.dump(rec, fh)
+        for leftover in ("last.pt",):  # optimizer state is only needed while a cell is unfinished
+            (cell_dir / leftover).unlink(missing_ok=True)
+        records.append(rec)
+        log.info(
+            "%s: test top-1 %.4f, top-5 %.4f, %.0f s training, latency p50 %.2f ms",
+            name, rec["test"]["top1"], rec["test"]["top5"], rec["train_seconds"], rec["latency"]["p50_ms"],
+        )
+    bar.close()
+    if reused:
+        log.info("bench: reused %d finished cell(s) from %s", reused, out)
+    if hasattr(os, "getloadavg"):
+        env["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    results = {
+        "config": config.to_dict(),
+        "command": command,
+        "environment": env,
+        "data": data_summary(ds),
+        "splits": [{"split_id": sid, "seed": seed, **sp.to_dict(), "missing": sp.missing} for sid, seed, sp in splits],
+        "models": {m: {"representation": models.model_entry(m).input_kind} for m in config.models},
+        "cells": records,
+        "cells_reused": reused,
+        "run_seconds": time.perf_counter() - started,
+        "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    bench_report.write(results, out)
+    results["out_dir"] = str(out)
+    return results
+
+
+def _argv() -> str:
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])

@@ -1,0 +1,420 @@
+"""The report of a ``strokes bench`` run: summary table, verdict, charts, files.
+
+:func:`summarize` aggregates the cells of each model (mean and sample
+standard deviation over seeds/folds); :func:`verdict` compares the best
+sequence model with the best image model (and fusion with both); :func:`write`
+writes ``results.json``, ``results.csv`` (one row per model), ``cells.csv``
+(one row per model and seed/fold), ``report.md`` and the PNG charts, each
+atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ._util import atomic_write
+
+log = logging.getLogger(__name__)
+
+__all__ = ["summarize", "verdict", "markdown_table", "render_report", "write", "CHARTS"]
+
+CHARTS = {
+    "latency": "accuracy_vs_latency.png",
+    "training": "accuracy_vs_training_time.png",
+    "per_class": "per_class_sequence_vs_image.png",
+}
+
+_KIND_LABEL = {"sequence": "sequence", "image": "image", "both": "both (fusion)"}
+_KIND_COLOR = {"sequence": "tab:blue", "image": "tab:orange", "both": "tab:green"}
+
+
+def _mean_std(values) -> tuple[float | None, float | None]:
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    if v.size == 0:
+        return None, None
+    return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else None)
+
+
+def summarize(results: dict) -> list[dict]:
+    """One row per model, in the run's model order: means (and std over cells) of every measure."""
+    rows = []
+    for model in results["config"]["models"]:
+        cells = [c for c in results["cells"] if c["model"] == model]
+        if not cells:
+            continue
+        row = {"model": model, "representation": cells[0]["representation"], "params": cells[0]["params"], "cells": len(cells)}
+        for key, get in {
+            "top1": lambda c: c["test"]["top1"],
+            "top5": lambda c: c["test"]["top5"],
+            "macro_recall": lambda c: c["test"]["macro_recall"],
+            "epochs_run": lambda c: c["epochs_run"],
+            "train_seconds": lambda c: c["train_seconds"],
+            "train_samples_per_s": lambda c: c["train_samples_per_s"],
+            "train_data_fraction": lambda c: c["train_data_fraction"],
+            "infer_samples_per_s": lambda c: c["inference"]["samples_per_s"],
+            "latency_p50_ms": lambda c: c["latency"]["p50_ms"],
+            "latency_p95_ms": lambda c: c["latency"]["p95_ms"],
+        }.items():
+            row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(get(c) for c in cells)
+        row["peak_rss_mb"] = max(c["memory"]["train_peak_rss_mb"] for c in cells)
+        cuda = [c["memory"].get("cuda_train_peak_mb") for c in cells if c["memory"].get("cuda_train_peak_mb") is not None]
+        row["cuda_peak_mb"] = max(cuda) if cuda else None
+        rows.append(row)
+    return rows
+
+
+def _pct(mean, std) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+
+
+def _num(x, fmt="{:.0f}") -> str:
+    return "–" if x is None else fmt.format(x)
+
+
+def markdown_table(summary: list[dict]) -> str:
+    """The summary as a markdown table (also printed by the CLI)."""
+    head = (
+        "| model | representation | params | epochs | train s | train samples/s | data-prep share | "
+        "top-1 % | top-5 % | macro recall % | infer samples/s | latency p50 ms | p95 ms | peak RSS MB |"
+    )
+    lines = [head, "|" + "---|" * 2 + "--:|" * 12]
+    for r in summary:
+        lines.append(
+            f"| {r['model']} | {r['representation']} | {r['params']:,} | {_num(r['epochs_run_mean'], '{:.1f}')} "
+            f"| {_num(r['train_seconds_mean'])} | {_num(r['train_samples_per_s_mean'])} "
+            f"| {_num(r['train_data_fraction_mean'] and 100 * r['train_data_fraction_mean'], '{:.0f}%')} "
+            f"| {_pct(r['top1_mean'], r['top1_std'])} | {_pct(r['top5_mean'], r['top5_std'])} "
+            f"| {_pct(r['macro_recall_mean'], r['macro_recall_std'])} | {_num(r['infer_samples_per_s_mean'])} "
+            f"| {_num(r['latency_p50_ms_mean'], '{:.2f}')} | {_num(r['latency_p95_ms_mean'], '{:.2f}')} "
+            f"| {_num(r['peak_rss_mb'])} |"
+        )
+    return "\n".join(lines)
+
+
+def _best(summary, kind):
+    rows = [r for r in summary if r["representation"] == kind and r["top1_mean"] is not None]
+    return max(rows, key=lambda r: (r["top1_mean"], r["top5_mean"] or 0)) if rows else None
+
+
+def _paired(results, a: str, b: str) -> list[float]:
+    """Per split (seed/fold) top-1 differences a - b, over the splits both models ran."""
+    by = {(c["model"], c["split_id"]): c["test"]["top1"] for c in results["cells"]}
+    ids = sorted({c["split_id"] for c in results["cells"]})
+    return [by[(a, s)] - by[(b, s)] for s in ids if (a, s) in by and (b, s) in by]
+
+
+def _compare(results, a: dict, b: dict, what_a: str, what_b: str) -> str:
+    """One sentence: which of a and b is ahead on top-1, and whether that is beyond the seed spread."""
+    if a["top1_mean"] < b["top1_mean"]:
+        a, b, what_a, what_b = b, a, what_b, what_a
+    gap = 100 * (a["top1_mean"] - b["top1_mean"])
+    d = _paired(results, a["model"], b["model"])
+    wins = sum(x > 0 for x in d)
+    head = (
+        f"{what_a[0].upper() + what_a[1:]} `{a['model']}` {_pct(a['top1_mean'], a['top1_std'])}% vs {what_b} `{b['model']}` "
+        f"{_pct(b['top1_mean'], b['top1_std'])}% top-1: a gap of {gap:.2f} points"
+    )
+    if a["top1_std"] is None or b["top1_std"] is None:
+        return head + "; with one seed per model the spread is unknown, so this gap is indicative only."
+    spread = 100 * (a["top1_std"] + b["top1_std"])
+    paired = f"; `{a['model']}` wins {wins} of {len(d)} paired splits"
+    if gap > spread:
+        return head + f", larger than the spread over seeds ({spread:.2f} points, the sum of the two std){paired}. **{what_a.capitalize()} is ahead.**"
+    return head + f", not larger than the spread over seeds ({spread:.2f} points){paired}. **They are within noise.**"
+
+
+def verdict(results: dict, summary: list[dict]) -> list[str]:
+    """Short automatic findings: accuracy and speed of the best sequence vs the best image model."""
+    seq, img, both = _best(summary, "sequence"), _best(summary, "image"), _best(summary, "both")
+    out = []
+    if seq and img:
+        out.append("**Accuracy.** " + _compare(results, img, seq, "the image path", "the sequence path"))
+        fast, slow = sorted([seq, img], key=lambda r: r["latency_p50_ms_mean"])
+        out.append(
+            f"**Speed.** Single-sample latency (p50): `{fast['model']}` {fast['latency_p50_ms_mean']:.2f} ms vs "
+            f"`{slow['model']}` {slow['latency_p50_ms_mean']:.2f} ms ({slow['latency_p50_ms_mean'] / fast['latency_p50_ms_mean']:.1f}x). "
+            f"Training throughput: `{img['model']}` {img['train_samples_per_s_mean']:.0f} vs `{seq['model']}` "
+            f"{seq['train_samples_per_s_mean']:.0f} samples/s; batched inference: {img['infer_samples_per_s_mean']:.0f} vs "
+            f"{seq['infer_samples_per_s_mean']:.0f} samples/s."
+        )
+    elif summary:
+        kinds = sorted({r["representation"] for r in summary})
+        out.append(f"Only {', '.join(kinds)} models ran, so there is no sequence-vs-image comparison.")
+    if both:
+        singles = [r for r in (seq, img) if r]
+        if singles:
+            best_single = max(singles, key=lambda r: r["top1_mean"])
+            out.append("**Fusion.** " + _compare(results, both, best_single, "fusion", "the best single representation"))
+    top = max(summary, key=lambda r: r["top1_mean"]) if summary else None
+    if top:
+        out.append(f"**Most accurate:** `{top['model']}` ({top['representation']}), {_pct(top['top1_mean'], top['top1_std'])}% top-1.")
+    fastest = min(summary, key=lambda r: r["latency_p50_ms_mean"]) if summary else None
+    if fastest:
+        out.append(f"**Lowest latency:** `{fastest['model']}`, {fastest['latency_p50_ms_mean']:.2f} ms p50.")
+    bound = [r["model"] for r in summary if (r["train_data_fraction_mean"] or 0) > 0.5]
+    if bound:
+        out.append(
+            f"**Data-bound training:** {', '.join(f'`{m}`' for m in bound)} spent more than half of each step preparing "
+            "data (gather, augment, pad, render); a faster pipeline would speed them up more than a faster model."
+        )
+    return out
+
+
+# ------------------------------------------------------------- per class
+def _pooled_recall(results, model) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    cells = [c for c in results["cells"] if c["model"] == model]
+    cm = np.sum([np.asarray(c["confusion"], dtype=np.int64) for c in cells], axis=0)
+    support = cm.sum(1)
+    recall = np.divide(np.diag(cm), support, out=np.full(len(support), np.nan), where=support > 0)
+    return recall, cm, cells[0]["vocab"]
+
+
+def per_class_difference(results, seq_model: str, img_model: str, n: int = 12) -> dict:
+    """Per-class recall (pooled over seeds) of the image model minus the sequence model."""
+    from .evaluate import most_confused
+
+    r_seq, cm_seq, vocab = _pooled_recall(results, seq_model)
+    r_img, cm_img, _ = _pooled_recall(results, img_model)
+    support = cm_seq.sum(1)
+    ok = support > 0
+    diff = np.where(ok, r_img - r_seq, np.nan)
+    order = np.argsort(np.where(ok, diff, 0.0), kind="stable")
+    rows = lambda idx: [  # noqa: E731
+        {"label": vocab[i], "support": int(support[i]), "sequence": float(r_seq[i]), "image": float(r_img[i]), "diff": float(diff[i])}
+        for i in idx
+        if ok[i] and diff[i] != 0
+    ]
+    return {
+        "sequence_model": seq_model,
+        "image_model": img_model,
+        "sequence_better": rows(order[:n]),
+        "image_better": rows(order[::-1][:n]),
+        "sequence_confusions": most_confused(cm_seq, vocab, 10),
+        "image_confusions": most_confused(cm_img, vocab, 10),
+        "classes_compared": int(ok.sum()),
+    }
+
+
+# ----------------------------------------------------------------- charts
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    with atomic_write(path, "wb") as fh:
+        fh.write(buf.getvalue())
+
+
+def _legend_kinds(ax, kinds):
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", ls="", color=_KIND_COLOR[k], label=_KIND_LABEL[k]) for k in kinds]
+    ax.legend(handles=handles, loc="lower right", fontsize=8)
+
+
+def chart_latency(summary, path: Path, title: str) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r in summary:
+        x, y = r["latency_p50_ms_mean"], 100 * r["top1_mean"]
+        ax.errorbar(x, y, yerr=None if r["top1_std"] is None else 100 * r["top1_std"], fmt="o", color=_KIND_COLOR[r["representation"]], capsize=3)
+        ax.annotate(r["model"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("single-sample latency through recognize(), p50 (ms, log scale)")
+    ax.set_ylabel("test top-1 (%), mean ± std over seeds")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    _legend_kinds(ax, sorted({r["representation"] for r in summary}))
+    _save(fig, path)
+
+
+def chart_training(results, summary, path: Path, title: str) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    cmap = plt.get_cmap("tab10")
+    for i, r in enumerate(summary):
+        color = cmap(i % 10)
+        for j, c in enumerate(x for x in results["cells"] if x["model"] == r["model"]):
+            hist = [h for h in c["history"] if "val_top1" in h]
+            if not hist:
+                continue
+            t = np.cumsum([h.get("train_seconds", 0.0) for h in hist])
+            ax.plot(t, [100 * h["val_top1"] for h in hist], "-", marker=".", color=color, alpha=0.8, lw=1, label=r["model"] if j == 0 else None)
+    ax.set_xlabel("training time (s, validation excluded)")
+    ax.set_ylabel("validation top-1 (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    _save(fig, path)
+
+
+def chart_per_class(diff: dict, path: Path, title: str) -> None:
+    plt = _plt()
+    rows = diff["image_better"][::-1] + diff["sequence_better"][::-1]
+    rows = sorted({r["label"]: r for r in rows}.values(), key=lambda r: r["diff"])
+    fig, ax = plt.subplots(figsize=(6.4, max(2.5, 0.22 * len(rows) + 1)))
+    if rows:
+        y = np.arange(len(rows))
+        vals = [100 * r["diff"] for r in rows]
+        ax.barh(y, vals, color=[_KIND_COLOR["image"] if v > 0 else _KIND_COLOR["sequence"] for v in vals])
+        ax.set_yticks(y, [f"{r['label']} (n={r['support']})" for r in rows], fontsize=7)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel(f"recall of {diff['image_model']} minus {diff['sequence_model']} (points)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
+    _save(fig, path)
+
+
+# ----------------------------------------------------------------- report
+def _budget(cfg: dict) -> str:
+    parts = []
+    if cfg.get("epochs") is not None:
+        parts.append(f"{cfg['epochs']} epochs")
+    if cfg.get("time_budget") is not None:
+        parts.append(f"{cfg['time_budget']:g} s of training")
+    return " or ".join(parts) + " per model and seed, whichever ends first" if len(parts) > 1 else parts[0] + " per model and seed"
+
+
+def render_report(results: dict, image_prefix: str = "") -> str:
+    """``report.md``: what ran, where, the table, the verdict, the charts and per-class findings."""
+    cfg, env, data = results["config"], results["environment"], results["data"]
+    summary = results.get("summary") or summarize(results)
+    lines = [f"# strokes bench: {data['name']}", ""]
+    if data["synthetic"]:
+        lines += ["> **SYNTHETIC data** (generated by `strokes.synthetic`, not real handwriting): the numbers show the harness works, not which representation wins on real ink.", ""]
+    sizes = results["splits"][0]["sizes"] if results["splits"] else [0, 0, 0]
+    lines += [
+        f"- **Command:** `{results.get('command') or '(library call)'}`",
+        f"- **Data:** {data['name']}: {data['samples']:,} samples, {data['classes']} classes, {data['writers']} writers "
+        f"(fingerprint `{data['fingerprint']}`, {data['skipped']} skipped on load).",
+        f"- **Split:** `{cfg['split']}`, {len(results['splits'])} split(s) over seeds {cfg['seed']}..{cfg['seed'] + cfg['seeds'] - 1}; "
+        f"first split train/val/test = {sizes[0]:,}/{sizes[1]:,}/{sizes[2]:,}. Every model ran on the same splits with the same seeds.",
+        f"- **Budget:** {_budget(cfg)}; batch {cfg['batch_size']}, AdamW lr {cfg['lr']:g} (warmup + cosine), "
+        f"augmentation {'on (the same point augmentation for every model)' if cfg['augment'] else 'off'}, "
+        + ("early stopping off" if not cfg["patience"] else f"early stopping after {cfg['patience']} epochs")
+        + (f", at most {cfg['max_train_samples']:,} training samples" if cfg.get("max_train_samples") else "")
+        + ".",
+        f"- **Machine:** {env['device']} ({env['gpu'] or env['cpu']}), {env['cpu_count']} CPU cores, {env['torch_threads']} torch threads, "
+        f"torch {env['torch']}, commit `{(env.get('commit') or 'unknown')[:10]}`{' (dirty tree)' if env.get('dirty') else ''}, "
+        f"load average {env.get('loadavg_start', ['?'])[0]} at the start and {env.get('loadavg_end', ['?'])[0]} at the end.",
+        f"- **Run:** {len(results['cells'])} cells in {results['run_seconds']:.0f} s"
+        + (f" ({results['cells_reused']} reused from an earlier, interrupted run)" if results.get("cells_reused") else "")
+        + ".",
+        "",
+        "## Results",
+        "",
+        markdown_table(summary),
+        "",
+        "Mean ± sample standard deviation over seeds (and folds). *train s*: wall time of the training loop, validation "
+        "excluded; *data-prep share*: the part of each training step spent gathering, augmenting, padding and rendering "
+        "the batch; *infer samples/s*: batched test-set inference (normalize, prepare, forward); *latency*: one ink at a "
+        f"time through the `recognize()` path after {cfg['latency_warmup']} untimed warm-up calls; *peak RSS*: the process "
+        "during training (it includes the loaded dataset).",
+        "",
+        "## Verdict",
+        "",
+    ]
+    lines += [f"- {v}" for v in (results.get("verdict") or verdict(results, summary))]
+    lines += [
+        "",
+        "## Charts",
+        "",
+        f"![accuracy vs latency]({image_prefix}{CHARTS['latency']})",
+        "",
+        f"![accuracy vs training time]({image_prefix}{CHARTS['training']})",
+        "",
+    ]
+    diff = results.get("per_class")
+    if diff:
+        lines += [
+            f"## Sequence vs image, per class: `{diff['sequence_model']}` vs `{diff['image_model']}`",
+            "",
+            f"Recall per class pooled over seeds, on {diff['classes_compared']} classes present in the test splits.",
+            "",
+            f"![per-class recall difference]({image_prefix}{CHARTS['per_class']})",
+            "",
+            "| class | test samples | sequence recall % | image recall % | image − sequence |",
+            "|---|--:|--:|--:|--:|",
+        ]
+        for r in diff["image_better"][:8] + diff["sequence_better"][:8]:
+            lines.append(f"| `{r['label']}` | {r['support']} | {100 * r['sequence']:.1f} | {100 * r['image']:.1f} | {100 * r['diff']:+.1f} |")
+        lines += ["", "Top confusions (true → predicted, count over seeds):", ""]
+        for kind in ("sequence", "image"):
+            conf = diff[f"{kind}_confusions"][:6]
+            text = ", ".join(f"`{c['true']}`→`{c['predicted']}` {c['count']}" for c in conf) or "none"
+            lines.append(f"- {kind} (`{diff[f'{kind}_model']}`): {text}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    return buf.getvalue()
+
+
+def cell_rows(results: dict) -> list[dict]:
+    rows = []
+    for c in results["cells"]:
+        rows.append(
+            {
+                "model": c["model"], "representation": c["representation"], "seed": c["seed"], "split_id": c["split_id"],
+                "params": c["params"], "epochs_run": c["epochs_run"], "train_seconds": round(c["train_seconds"], 3),
+                "train_samples_per_s": round(c["train_samples_per_s"], 1), "train_data_fraction": c["train_data_fraction"],
+                "test_top1": c["test"]["top1"], "test_top5": c["test"]["top5"], "test_macro_recall": c["test"]["macro_recall"],
+                "infer_samples_per_s": round(c["inference"]["samples_per_s"], 1),
+                "latency_p50_ms": round(c["latency"]["p50_ms"], 4), "latency_p95_ms": round(c["latency"]["p95_ms"], 4),
+                "train_peak_rss_mb": round(c["memory"]["train_peak_rss_mb"], 1), "cuda_train_peak_mb": c["memory"]["cuda_train_peak_mb"],
+            }
+        )
+    return rows
+
+
+def write(results: dict, out_dir) -> dict[str, Path]:
+    """Add ``summary``, ``verdict`` and ``per_class`` to ``results`` and write every output file."""
+    out = Path(out_dir)
+    summary = summarize(results)
+    results["summary"] = summary
+    results["verdict"] = verdict(results, summary)
+    seq, img = _best(summary, "sequence"), _best(summary, "image")
+    results["per_class"] = per_class_difference(results, seq["model"], img["model"]) if seq and img else None
+    title = f"{results['data']['name']}" + (" (SYNTHETIC)" if results["data"]["synthetic"] else "") + f" — {results['environment']['device']}"
+    paths = {}
+    chart_latency(summary, out / CHARTS["latency"], title)
+    paths["latency"] = out / CHARTS["latency"]
+    chart_training(results, summary, out / CHARTS["training"], title)
+    paths["training"] = out / CHARTS["training"]
+    if results["per_class"]:
+        chart_per_class(results["per_class"], out / CHARTS["per_class"], title)
+        paths["per_class"] = out / CHARTS["per_class"]
+    for name, text in {
+        "results.json": json.dumps(results, indent=1),
+        "results.csv": _csv_text([{k: v for k, v in r.items()} for r in summary]),
+        "cells.csv": _csv_text(cell_rows(results)),
+        "report.md": render_report(results),
+    }.items():
+        with atomic_write(out / name, "w") as fh:
+            fh.write(text)
+        paths[name] = out / name
+    log.info("bench report: %s", out / "report.md")
+    return paths

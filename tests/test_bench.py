@@ -1,0 +1,298 @@
+"""``strokes bench``: the harness end to end on tiny synthetic data, resume, splits, timing rules."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+
+import numpy as np
+import pytest
+
+from strokes.bench import (
+    BenchConfig,
+    PeakMemory,
+    check_models,
+    latency_stats,
+    make_splits,
+    measure_latency,
+    parse_split,
+    run_bench,
+)
+from strokes.bench_report import summarize, verdict
+from strokes.cli import main
+from strokes.synthetic import generate
+from strokes.train import TrainConfig, Trainer
+
+TINY = {
+    "gru": {"hidden": 16, "layers": 1},
+    "lenet5": {},
+    "fusion": {"seq_hidden": 16, "seq_layers": 1, "image_width": 8},
+}
+SYMBOLS = ["+", "-", "x", "0", "1", "\\alpha"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return generate(n_writers=10, samples_per_writer=1, seed=3, symbols=SYMBOLS)
+
+
+def _config(**kw) -> BenchConfig:
+    base = dict(
+        models=("gru", "lenet5", "fusion"),
+        epochs=1,
+        seeds=2,
+        device="cpu",
+        batch_size=16,
+        latency_samples=6,
+        latency_warmup=2,
+        infer_batch_size=32,
+        val=0.2,
+        test=0.2,
+        model_options=TINY,
+    )
+    base.update(kw)
+    base["model_options"] = {m: o for m, o in TINY.items() if m in base["models"]}
+    return BenchConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def bench(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    t0 = time.perf_counter()
+    results = run_bench(data, _config(), out, command="strokes bench --test", progress=False)
+    return out, results, time.perf_counter() - t0
+
+
+def test_writes_every_output(bench):
+    out, results, seconds = bench
+    names = {p.name for p in out.iterdir()}
+    assert {"results.json", "results.csv", "cells.csv", "report.md", "bench.json"} <= names
+    for png in ("accuracy_vs_latency.png", "accuracy_vs_training_time.png", "per_class_sequence_vs_image.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    assert len(results["cells"]) == 3 * 2
+    assert seconds < 120
+
+
+def test_results_have_the_fields_the_issue_lists(bench):
+    out, _, _ = bench
+    results = json.loads((out / "results.json").read_text())
+    env = results["environment"]
+    for key in ("device", "cpu", "torch", "commit", "torch_threads"):
+        assert key in env
+    assert results["command"] == "strokes bench --test"
+    assert results["data"]["fingerprint"] and results["data"]["samples"] == 60 and results["data"]["synthetic"] is True
+    for cell in results["cells"]:
+        assert cell["representation"] in ("sequence", "image", "both")
+        assert cell["params"] > 0 and cell["epochs_run"] == pytest.approx(1.0)
+        assert cell["train_seconds"] > 0 and cell["train_samples_per_s"] > 0
+        assert 0 <= cell["train_data_fraction"] <= 1
+        assert set(cell["test"]) >= {"top1", "top5", "macro_recall"}
+        assert 0 <= cell["test"]["top1"] <= cell["test"]["top5"] <= 1
+        assert cell["inference"]["samples_per_s"] > 0
+        lat = cell["latency"]
+        assert lat["calls"] == 6 and lat["warmup_calls"] == 2 and 0 < lat["p50_ms"] <= lat["p95_ms"]
+        assert cell["memory"]["train_peak_rss_mb"] > 0
+        assert len(cell["per_class_recall"]) == len(cell["vocab"])
+    summary = {r["model"]: r for r in results["summary"]}
+    assert summary["gru"]["representation"] == "sequence" and summary["lenet5"]["representation"] == "image"
+    for r in summary.values():
+        assert r["cells"] == 2 and r["top1_std"] is not None
+    assert results["verdict"] and results["per_class"]["sequence_model"] == "gru"
+
+
+def test_every_model_sees_the_same_splits(bench):
+    _, results, _ = bench
+    sizes = {}
+    for cell in results["cells"]:
+        sizes.setdefault(cell["split_id"], set()).add(tuple(cell["split_sizes"].values()))
+    assert set(sizes) == {"s0", "s1"}
+    assert all(len(v) == 1 for v in sizes.values())
+
+
+def test_csv_and_report(bench):
+    out, results, _ = bench
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["model"] for r in rows] == ["gru", "lenet5", "fusion"]
+    cells = list(csv.DictReader((out / "cells.csv").open()))
+    assert len(cells) == 6 and {"latency_p50_ms", "test_top1", "train_peak_rss_mb"} <= set(cells[0])
+    report = (out / "report.md").read_text()
+    assert "SYNTHETIC" in report and "## Verdict" in report and "| gru | sequence |" in report
+    assert "strokes bench --test" in report and "accuracy_vs_latency.png" in report
+
+
+def test_resume_reuses_finished_cells(bench, data):
+    out, first, _ = bench
+    done = out / "cells" / "lenet5__s1.json"
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    done.unlink()  # as if the run had been interrupted during this cell
+    again = run_bench(data, _config(), out, progress=False)
+    assert again["cells_reused"] == 5
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    assert set(after) == set(before)
+    assert all(after[n] == before[n] for n in before if n != "lenet5__s1.json")
+    # the rerun cell is deterministic on the CPU: same accuracy as the first time
+    old = next(c for c in first["cells"] if c["cell"] == "lenet5__s1")
+    new = next(c for c in again["cells"] if c["cell"] == "lenet5__s1")
+    assert new["test"]["top1"] == old["test"]["top1"]
+
+
+def test_resume_refuses_other_settings(bench, data):
+    out, _, _ = bench
+    with pytest.raises(ValueError, match="other settings.*epochs"):
+        run_bench(data, _config(epochs=2), out, progress=False)
+
+
+def test_interrupted_cell_resumes_its_training(data, tmp_path):
+    cfg = _config(models=("lenet5",), seeds=1, epochs=2)
+    sid, seed, sp = make_splits(data, cfg)[0]
+    cell_dir = tmp_path / "cells" / f"lenet5__{sid}"
+    # a training interrupted after epoch 1 leaves last.pt behind
+    half = TrainConfig(model="lenet5", epochs=2, batch_size=16, device="cpu", patience=0, val=0.2, test=0.2, seed=seed)
+    trainer = Trainer(half, cell_dir, progress=False)
+    trainer._setup(data, None, sp)
+    trainer.out_dir.mkdir(parents=True, exist_ok=True)
+    trainer.history.append({"epoch": 1, **trainer._train_epoch()})
+    trainer.epoch = 1
+    trainer.best = {"epoch": 1, "val_top1": 0.0, "val_top5": 0.0, "val_loss": 9.0}
+    trainer._save("best.pt", {}, with_state=False)
+    trainer._save("last.pt", {}, with_state=True)
+    results = run_bench(data, cfg, tmp_path, progress=False)
+    cell = results["cells"][0]
+    assert [h["epoch"] for h in cell["history"]] == [1, 2]
+    assert not (cell_dir / "last.pt").exists()  # removed once the cell is finished
+
+
+def test_time_budget_is_shared_and_stops_training(data, tmp_path):
+    cfg = _config(models=("lenet5",), seeds=1, epochs=None, time_budget=0.3)
+    cell = run_bench(data, cfg, tmp_path, progress=False)["cells"][0]
+    assert cell["stopped"] == "time_budget"
+    assert 0.3 <= cell["train_seconds"] < 5
+
+
+def test_trainer_time_budget_ends_mid_epoch(data, tmp_path):
+    cfg = TrainConfig(model="lenet5", epochs=50, batch_size=4, device="cpu", patience=0, val=0.2, test=0.2, time_budget=0.2)
+    metrics = Trainer(cfg, tmp_path, progress=False).fit(data)
+    assert metrics["stopped"] == "time_budget"
+    assert metrics["clock"]["epochs_done"] < 50
+    assert metrics["clock"]["train_seconds"] >= 0.2
+    assert metrics["clock"]["data_seconds"] + metrics["clock"]["model_seconds"] <= metrics["clock"]["train_seconds"] + 1e-6
+
+
+def test_latency_excludes_warmup():
+    calls = []
+
+    def slow_then_fast(ink):
+        calls.append(ink)
+        if len(calls) <= 3:
+            time.sleep(0.05)  # first calls: caches, allocator, lazy imports
+
+    stats = measure_latency(slow_then_fast, list(range(13)), warmup=3)
+    assert len(calls) == 13 and stats["calls"] == 10 and stats["warmup_calls"] == 3
+    assert stats["max_ms"] < 20
+
+
+def test_latency_needs_samples_beyond_warmup():
+    with pytest.raises(ValueError, match="more than 3"):
+        measure_latency(lambda ink: None, [1, 2, 3], warmup=3)
+    with pytest.raises(ValueError):
+        latency_stats([])
+
+
+def test_bad_model_name_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown model\(s\) nope.*valid models: .*lenet5.*lstm"):
+        check_models(["lstm", "nope"])
+    with pytest.raises(ValueError, match="more than once"):
+        BenchConfig(models=("lstm", "lstm"), epochs=1)
+    with pytest.raises(ValueError, match="epochs and/or time_budget"):
+        BenchConfig(models=("lstm",))
+
+
+def test_cli_bad_models_exits_2_with_the_valid_names(capsys):
+    assert main(["bench", "--data", "synthetic:writers=2,samples=1", "--models", "lstm,resnet9000"]) == 2
+    err = capsys.readouterr().err
+    assert "resnet9000" in err and "valid models:" in err and "vgg_gap" in err
+
+
+def test_cli_runs_and_prints_the_table(tmp_path, capsys):
+    code = main(
+        [
+            "bench", "--data", "synthetic:writers=6,samples=1", "--models", "lenet5,tcn", "--epochs", "1",
+            "--seeds", "1", "--device", "cpu", "--latency-samples", "3", "--out", str(tmp_path),
+            "--option", "tcn.channels=8", "--option", "tcn.blocks=2", "--split", "random",
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "| lenet5 | image |" in text and "| tcn | sequence |" in text and "report.md" in text
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["config"]["model_options"] == {"tcn": {"channels": 8, "blocks": 2}}
+    assert results["config"]["split"] == "random"
+
+
+@pytest.mark.parametrize("spec, expected", [("writer", ("writer", None)), ("random", ("random", None)), ("kfold:4", ("kfold", 4))])
+def test_parse_split(spec, expected):
+    assert parse_split(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["kfold:1", "kfold", "folds:3", "", "writer,random"])
+def test_parse_split_rejects(spec):
+    with pytest.raises(ValueError, match="split|kfold"):
+        parse_split(spec)
+
+
+def test_kfold_splits_cover_everything_once_and_keep_writers_apart(data):
+    cfg = _config(split="kfold:3", seeds=2)
+    splits = make_splits(data, cfg)
+    assert len(splits) == 6 and [s[0] for s in splits[:3]] == ["s0-f0", "s1-f0", "s0-f1"]
+    tests = [sp.test for sid, seed, sp in splits if seed == 0]
+    assert np.array_equal(np.sort(np.concatenate(tests)), np.arange(len(data)))
+    for _, _, sp in splits:
+        assert not set(sp.train) & set(sp.test) and not set(sp.val) & set(sp.test) and not set(sp.train) & set(sp.val)
+        writers = [set(data.writer_ids[idx]) for idx in sp]
+        assert not writers[0] & writers[2] and not writers[1] & writers[2]
+
+
+def test_peak_memory_sees_a_short_allocation():
+    with PeakMemory() as mem:
+        block = np.ones(40 * 2**20 // 8)  # 40 MiB, touched
+        time.sleep(0.05)
+        del block
+    if mem.exact:
+        assert mem.peak - mem.start >= 30 * 2**20
+
+
+def _fake(models_top1: dict, kinds: dict) -> dict:
+    cells = []
+    for m, accs in models_top1.items():
+        for i, a in enumerate(accs):
+            cells.append(
+                {
+                    "model": m, "representation": kinds[m], "params": 1, "split_id": f"s{i}", "seed": i,
+                    "test": {"top1": a, "top5": 1.0, "macro_recall": a}, "epochs_run": 1, "train_seconds": 1.0,
+                    "train_samples_per_s": 10.0, "train_data_fraction": 0.1, "inference": {"samples_per_s": 100.0},
+                    "latency": {"p50_ms": 1.0 if kinds[m] == "image" else 2.0, "p95_ms": 3.0},
+                    "memory": {"train_peak_rss_mb": 1.0},
+                }
+            )
+    return {"config": {"models": list(models_top1)}, "cells": cells}
+
+
+def test_verdict_calls_a_gap_within_the_seed_spread_noise():
+    kinds = {"lstm": "sequence", "cnn": "image"}
+    results = _fake({"lstm": [0.90, 0.80, 0.85], "cnn": [0.86, 0.84, 0.88]}, kinds)
+    text = " ".join(verdict(results, summarize(results)))
+    assert "within noise" in text and "ahead" not in text.split("Speed")[0]
+
+
+def test_verdict_names_a_clear_winner():
+    kinds = {"lstm": "sequence", "cnn": "image"}
+    results = _fake({"lstm": [0.80, 0.81, 0.79], "cnn": [0.90, 0.91, 0.92]}, kinds)
+    text = " ".join(verdict(results, summarize(results)))
+    assert "The image path is ahead" in text and "`cnn` wins 3 of 3" in text
+
+
+def test_verdict_with_one_seed_says_the_spread_is_unknown():
+    kinds = {"lstm": "sequence", "cnn": "image"}
+    results = _fake({"lstm": [0.80], "cnn": [0.90]}, kinds)
+    assert "spread is unknown" in " ".join(verdict(results, summarize(results)))
