@@ -341,6 +341,17 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .server import ServeConfig, serve
+    from .train import resolve_device
+
+    config = ServeConfig(max_body=args.max_body, max_points=args.max_points, max_strokes=args.max_strokes)
+    device = str(resolve_device(args.device))
+    print(f"strokes serve: http://{args.host}:{args.port}/  (Ctrl-C stops)", flush=True)
+    serve(args.host, args.port, model=args.model, device=device, config=config, log_level="warning" if not args.verbose else "info")
+    return 0
+
+
 def cmd_db_load(args) -> int:
     from pathlib import Path
 
@@ -466,6 +477,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     sp.add_argument("--out", default=None, help="output directory (default benchmarks/results/<timestamp>-<data>/)")
     sp.set_defaults(func=cmd_bench)
+
+    sp = sub.add_parser(
+        "serve",
+        help="the drawing page and JSON API (needs the 'serve' extra)",
+        description="Serve a detexify-like drawing page at / and a JSON API: POST /api/classify?k=5 "
+        "(detexify's {\"strokes\": [[{x, y, t}, ...], ...]} or [[x, y(, t)], ...] point lists), GET /api/symbols, "
+        "GET /healthz. Binds to loopback unless --host says otherwise. Needs: pip install -c constraints.txt -e '.[serve]'.",
+    )
+    sp.add_argument("--model", default=None, help="a checkpoint (default: the shipped model)")
+    sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
+    sp.add_argument("--port", type=int, default=8000, help="default 8000")
+    sp.add_argument("--max-body", type=int, default=256 * 1024, help="request body limit in bytes (default 262144); more gets 413")
+    sp.add_argument("--max-points", type=int, default=20_000, help="points per request (default 20000); more gets 400")
+    sp.add_argument("--max-strokes", type=int, default=200, help="strokes per request (default 200); more gets 400")
+    sp.add_argument("--device", default="cpu", help="auto | cpu | cuda (default cpu: single inks are faster there)")
+    sp.set_defaults(func=cmd_serve)
 
     sp = sub.add_parser(
         "eval",

@@ -37,14 +37,30 @@ def _stroke_from_dicts(stroke: list, si: int) -> np.ndarray:
     return _numeric(rows, si)
 
 
+def _has_bool(obj: Any) -> bool:
+    """True when a nested list of points holds a bool (numpy would silently read it as 0/1)."""
+    if isinstance(obj, np.ndarray):
+        return obj.dtype.kind == "b"
+    for p in obj:
+        if isinstance(p, bool) or (isinstance(p, (list, tuple)) and any(isinstance(v, bool) for v in p)):
+            return True
+    return False
+
+
 def _numeric(obj: Any, si: int) -> np.ndarray:
     if isinstance(obj, np.ndarray) and obj.dtype.kind in "biuf":
         arr = obj.astype(np.float64, copy=False)
     else:
         try:
-            arr = np.asarray(obj, dtype=np.float64)
+            raw = np.asarray(obj)  # no dtype: strings and None must not be coerced to numbers
         except (TypeError, ValueError) as exc:
-            raise InkError(f"stroke {si}: points must be numbers ({exc})") from None
+            raise InkError(f"stroke {si}: wrong nesting or points that are not numbers ({exc})") from None
+        if raw.dtype.kind in "iuf" and _has_bool(obj):
+            raise InkError(f"stroke {si}: points must be numbers, got booleans among them")
+        if raw.dtype.kind not in "iuf":
+            kinds = {"b": "booleans", "U": "strings", "S": "bytes", "O": "values that are not numbers"}
+            raise InkError(f"stroke {si}: points must be numbers, got {kinds.get(raw.dtype.kind, raw.dtype.name)}")
+        arr = raw.astype(np.float64, copy=False)
     if arr.size == 0:
         raise InkError(f"stroke {si}: is empty")
     if arr.ndim == 1 and arr.size in (2, 3) and not isinstance(obj, np.ndarray):

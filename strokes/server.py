@@ -1,0 +1,315 @@
+"""``strokes serve``: the drawing page and a JSON API over :func:`strokes.recognize`.
+
+Routes:
+
+* ``GET /``: the drawing page (``strokes/web/``; no external assets).
+* ``GET /static/<file>``: its script and style sheet, from that directory only.
+* ``POST /api/classify[?k=5]``: ink in, the top-k symbols out.
+  The body is detexify's shape, ``{"strokes": [[{"x": .., "y": .., "t": ..}, ..], ..]}``,
+  or a bare list of strokes of ``[x, y]`` / ``[x, y, t]`` points (also under
+  ``"strokes"``). The answer is ``{"results": [{"symbol": "\\\\alpha",
+  "score": 0.93, "unicode": "α"}, ..]}``, best first.
+* ``GET /api/symbols``: the model's vocabulary, with Unicode previews.
+* ``GET /healthz``: liveness and the model's name.
+
+Every error is JSON, ``{"error": "what is wrong"}``: 400 for malformed JSON,
+wrong shapes, non-finite numbers, empty ink, a bad ``k``, or more points or
+strokes than configured; 413 for a body over ``max_body`` bytes; 404 and 405
+for unknown paths and wrong methods. A bad request never reaches the model.
+
+Concurrency: requests are parsed and validated on the event loop, then queued
+to one inference thread that takes whatever has queued up (up to
+``max_batch`` inks) and classifies it in one vectorized
+:meth:`~strokes.recognizer.Recognizer.probabilities` call, so throughput
+grows with load instead of threads fighting over two cores.
+
+Needs the ``serve`` extra: ``pip install -c constraints.txt -e '.[serve]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ServeConfig", "create_app", "serve", "WEB_DIR"]
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Limits and batching of the server."""
+
+    max_body: int = 256 * 1024  # bytes of request body; more gets 413
+    max_points: int = 20_000  # points per request; more gets 400
+    max_strokes: int = 200  # strokes per request; more gets 400
+    max_k: int = 50  # largest ?k= (and never more than the vocabulary)
+    max_batch: int = 64  # inks classified together by the inference thread
+
+    def __post_init__(self):
+        for name in ("max_body", "max_points", "max_strokes", "max_k", "max_batch"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+
+
+class BadRequest(ValueError):
+    """A client error: the HTTP status and a message for the JSON answer."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def _reject_constant(name: str):
+    raise BadRequest(f"non-finite number {name} in the JSON; coordinates must be finite")
+
+
+def parse_ink(payload, config: ServeConfig) -> list[np.ndarray]:
+    """Validate a decoded request body into a list of ``(n, 2|3)`` float64 strokes.
+
+    Accepts ``{"strokes": STROKES}`` or ``STROKES``, where each stroke is a list
+    of ``{"x", "y"[, "t"]}`` objects or ``[x, y(, t)]`` lists. Raises
+    :class:`BadRequest` naming the stroke and point that are wrong.
+    """
+    from .ink import as_ink
+
+    if isinstance(payload, dict):
+        if "strokes" not in payload:
+            raise BadRequest(f"the JSON object needs a 'strokes' key; got keys {sorted(payload)[:10]}")
+        payload = payload["strokes"]
+    if not isinstance(payload, list):
+        raise BadRequest(f"strokes must be a JSON array of strokes, got {type(payload).__name__}")
+    if not payload:
+        raise BadRequest("the ink is empty: draw at least one stroke")
+    if len(payload) > config.max_strokes:
+        raise BadRequest(f"too many strokes: {len(payload)} > {config.max_strokes}")
+    n_points = 0
+    for i, stroke in enumerate(payload):
+        if not isinstance(stroke, list):
+            raise BadRequest(f"stroke {i} must be an array of points, got {type(stroke).__name__}")
+        n_points += len(stroke)
+    if n_points > config.max_points:
+        raise BadRequest(f"too many points: {n_points} > {config.max_points}")
+    try:
+        return as_ink(payload, max_points=config.max_points)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _parse_k(raw: str | None, n_classes: int, config: ServeConfig) -> int:
+    if raw is None:
+        return min(5, n_classes)
+    try:
+        k = int(raw)
+    except ValueError:
+        raise BadRequest(f"k must be an integer, got {raw!r}") from None
+    top = min(config.max_k, n_classes)
+    if not 1 <= k <= top:
+        raise BadRequest(f"k must be between 1 and {top}, got {k}")
+    return k
+
+
+class _Batcher:
+    """Queue inks from many requests; one thread classifies what has queued, in one batch."""
+
+    def __init__(self, recognizer, max_batch: int):
+        self.recognizer = recognizer
+        self.max_batch = max_batch
+        self.queue: asyncio.Queue | None = None
+        self.task: asyncio.Task | None = None
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strokes-infer")
+        self.batches = 0
+        self.inks = 0
+
+    async def start(self):
+        self.queue = asyncio.Queue()
+        self.task = asyncio.create_task(self._run())
+
+    async def stop(self):
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+        self.pool.shutdown(wait=True)
+
+    async def submit(self, ink) -> np.ndarray:
+        fut = asyncio.get_running_loop().create_future()
+        await self.queue.put((ink, fut))
+        return await fut
+
+    def _classify(self, inks):
+        try:
+            return self.recognizer.probabilities(inks), None
+        except Exception:  # isolate the ink that fails, so the others still get answers
+            out, errors = [], []
+            for ink in inks:
+                try:
+                    out.append(self.recognizer.probabilities([ink])[0])
+                    errors.append(None)
+                except Exception as exc:  # noqa: BLE001 - reported to that one client
+                    out.append(None)
+                    errors.append(exc)
+            return out, errors
+
+    async def _run(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            items = [await self.queue.get()]
+            while len(items) < self.max_batch and not self.queue.empty():
+                items.append(self.queue.get_nowait())
+            items = [(ink, fut) for ink, fut in items if not fut.cancelled()]  # clients that left
+            if not items:
+                continue
+            try:
+                probs, errors = await loop.run_in_executor(self.pool, self._classify, [ink for ink, _ in items])
+            except Exception as exc:  # noqa: BLE001 - never let the loop die
+                probs, errors = [None] * len(items), [exc] * len(items)
+            self.batches += 1
+            self.inks += len(items)
+            for j, (_, fut) in enumerate(items):
+                if fut.done():
+                    continue
+                err = errors[j] if errors is not None else None
+                if err is not None:
+                    fut.set_exception(err)
+                else:
+                    fut.set_result(probs[j])
+
+
+def create_app(recognizer=None, *, model=None, device: str = "cpu", config: ServeConfig | None = None):
+    """The Starlette application. ``recognizer`` (a :class:`strokes.recognizer.Recognizer`)
+    or ``model`` (a checkpoint path; default: the shipped model) says what classifies."""
+    try:
+        from starlette.applications import Starlette
+        from starlette.exceptions import HTTPException
+        from starlette.requests import ClientDisconnect, Request
+        from starlette.responses import FileResponse, JSONResponse
+        from starlette.routing import Mount, Route
+        from starlette.staticfiles import StaticFiles
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "strokes serve needs the 'serve' extra: pip install -c constraints.txt -e '.[serve]'"
+        ) from exc
+    import contextlib
+
+    from .glyphs import glyph
+    from .recognizer import get_recognizer
+
+    config = config or ServeConfig()
+    if recognizer is None:
+        recognizer = get_recognizer(model, device=device)
+    vocab = [str(v) for v in recognizer.classes]
+    symbols = [{"symbol": s, "unicode": glyph(s)} for s in vocab]
+    model_name = recognizer.loaded.name
+    batcher = _Batcher(recognizer, config.max_batch)
+
+    def error(message: str, status: int) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    async def index(request: Request):
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html; charset=utf-8")
+
+    async def healthz(request: Request):
+        return JSONResponse({"status": "ok", "model": model_name, "classes": len(vocab), "batches": batcher.batches, "inks": batcher.inks})
+
+    async def api_symbols(request: Request):
+        return JSONResponse({"symbols": symbols, "model": model_name})
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                raise BadRequest("invalid Content-Length header") from None
+            if length > config.max_body:
+                raise BadRequest(f"request body of {length} bytes is over the limit of {config.max_body}", 413)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > config.max_body:
+                raise BadRequest(f"request body is over the limit of {config.max_body} bytes", 413)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def classify(request: Request):
+        try:
+            k = _parse_k(request.query_params.get("k"), len(vocab), config)
+            body = await read_body(request)
+            if not body.strip():
+                raise BadRequest("empty request body; send JSON like {\"strokes\": [[{\"x\": 1, \"y\": 2}, ...]]}")
+            try:
+                payload = json.loads(body, parse_constant=_reject_constant)
+            except UnicodeDecodeError:
+                raise BadRequest("the request body is not UTF-8 text") from None
+            except json.JSONDecodeError as exc:
+                raise BadRequest(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+            except RecursionError:
+                raise BadRequest("the JSON is nested too deeply") from None
+            ink = parse_ink(payload, config)
+        except BadRequest as exc:
+            return error(str(exc), exc.status)
+        except ClientDisconnect:
+            return error("client disconnected", 400)
+        try:
+            prob = await batcher.submit(ink)
+        except (ValueError, TypeError) as exc:  # the pipeline refused this ink
+            return error(f"could not classify this ink: {exc}", 400)
+        top = np.argsort(-prob, kind="stable")[:k]
+        results = [{"symbol": vocab[j], "score": float(prob[j]), "unicode": symbols[j]["unicode"]} for j in top]
+        return JSONResponse({"results": results})
+
+    async def http_error(request: Request, exc: HTTPException):
+        messages = {404: f"no such path: {request.url.path}", 405: f"method {request.method} is not allowed on {request.url.path}"}
+        headers = getattr(exc, "headers", None)
+        return JSONResponse({"error": messages.get(exc.status_code, exc.detail)}, status_code=exc.status_code, headers=headers)
+
+    async def server_error(request: Request, exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error("internal error; the server logged it", 500)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        log.info("serving %s (%d classes)", model_name, len(vocab))
+        yield
+        await batcher.stop()
+
+    routes = [
+        Route("/", index, methods=["GET", "HEAD"]),
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/api/symbols", api_symbols, methods=["GET", "HEAD"]),
+        Route("/api/classify", classify, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=WEB_DIR), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+        lifespan=lifespan,
+    )
+    app.state.batcher = batcher
+    app.state.config = config
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, *, model=None, device: str = "cpu", config: ServeConfig | None = None, log_level: str = "info") -> None:
+    """Run the server until interrupted (binds to loopback unless ``host`` says otherwise)."""
+    try:
+        import uvicorn
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError("strokes serve needs the 'serve' extra: pip install -c constraints.txt -e '.[serve]'") from exc
+    app = create_app(model=model, device=device, config=config)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("binding to %s: the server is reachable from other machines", host)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
