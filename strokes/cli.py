@@ -172,10 +172,24 @@ def cmd_train(args) -> int:
         max_train_samples=args.max_train_samples,
     )
     out = args.out or f"runs/{args.model}"
+    from .distributed import init_from_env, shutdown
+
+    dist = init_from_env(args.device)  # under torchrun: join the process group (DDP training)
     ds = _load(args)
     _interrupt_on_signals()
-    trainer = Trainer(config, out, progress=None)
-    metrics = trainer.fit(ds, resume=args.resume)
+    trainer = Trainer(config, out, progress=None if dist.is_main else False)
+    try:
+        metrics = trainer.fit(ds, resume=args.resume)
+    finally:
+        shutdown()
+    if not dist.is_main:
+        return 0
+    if "distributed" in metrics:
+        d = metrics["distributed"]
+        print(
+            f"trained on {d['world_size']} processes ({d['backend']}), {d['rank_batch']} samples per rank and step; "
+            f"largest weight difference between ranks: {d['max_weight_difference_across_ranks']:.3g}"
+        )
     from .checkpoint import load_checkpoint
 
     loaded = load_checkpoint(f"{out}/best.pt")
@@ -425,7 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a model (best.pt, last.pt, metrics, plots)",
         description="Train MODEL on DATA with a writer-disjoint split (when writers are known), on-the-fly "
         "augmentation, AdamW with warmup and cosine decay. Writes OUT/best.pt (the best val top-1), "
-        "OUT/last.pt (resumable), history.json, and a test-split report with plots.",
+        "OUT/last.pt (resumable), history.json, and a test-split report with plots. Under torchrun "
+        "(torchrun --standalone --nproc_per_node=N -m strokes train ...) it trains with DistributedDataParallel: "
+        "gloo on the CPU, NCCL on CUDA, --batch-size is the global batch.",
     )
     data_args(sp)
     sp.add_argument("--model", default="vgg_gap", help="a model from models.list_models() (default vgg_gap)")

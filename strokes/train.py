@@ -200,7 +200,17 @@ class Trainer:
         self.data_seconds = 0.0
         self.model_seconds = 0.0
         self.epochs_done = 0.0  # fractional when a time budget ends an epoch early
+        from .distributed import current
+
+        self.dist = current()  # single process unless torch.distributed was initialized (torchrun)
         self.device = resolve_device(cfg.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)  # one GPU per process
+        if cfg.batch_size % self.dist.world_size:
+            raise ValueError(
+                f"batch_size {cfg.batch_size} is the global batch and must divide evenly over {self.dist.world_size} processes"
+            )
+        self.rank_batch = cfg.batch_size // self.dist.world_size
         entry = models.model_entry(cfg.model)
         self.input_kind = entry.input_kind
         self.pipeline = (
@@ -252,8 +262,15 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = models.create_model(cfg.model, len(self.vocab), **cfg.model_options).to(self.device)
         self.forward = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # DDP broadcasts rank 0's weights now and averages gradients in backward
+            self.forward = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         if cfg.compile:
-            self.forward = torch.compile(self.model)
+            self.forward = torch.compile(self.forward)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.amp_dtype = torch.bfloat16 if (cfg.amp and self.device.type == "cuda") else None
@@ -265,7 +282,17 @@ class Trainer:
             [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=cfg.lr,
         )
-        self.steps_per_epoch = math.ceil(len(self.train_data) / cfg.batch_size)
+        self.sampler = None
+        n_local = len(self.train_data)
+        if self.dist.enabled:
+            from torch.utils.data import DistributedSampler
+
+            # every rank gets a distinct shard of each epoch (padded to equal length, so equal step counts)
+            self.sampler = DistributedSampler(
+                range(len(self.train_data)), num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=cfg.seed
+            )
+            n_local = len(self.sampler)
+        self.steps_per_epoch = math.ceil(n_local / self.rank_batch)
         total = self.steps_per_epoch * cfg.epochs
         warmup = max(1, int(cfg.warmup_epochs * self.steps_per_epoch))
 
@@ -285,7 +312,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_at)
         self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.shuffle_gen = torch.Generator().manual_seed(cfg.seed)
-        self.aug_gen = torch.Generator(self.device).manual_seed(cfg.seed + 1)
+        self.aug_gen = torch.Generator(self.device).manual_seed(cfg.seed + 1 + 7919 * self.dist.rank)  # ranks augment differently
         self.history: list[dict] = []
         self.epoch = 0
         self.best: dict | None = None
@@ -319,6 +346,8 @@ class Trainer:
         self.epochs_done = float(clock.get("epochs_done", self.epoch))
         self.history = list(ckpt.get("history", []))
         self.best = state.get("best") or None
+        if self.dist.enabled:  # rank 0's generator state was saved: give each rank its own stream again
+            self.aug_gen.manual_seed(self.config.seed + 1 + 7919 * self.dist.rank + 104729 * self.epoch)
         log.info("resumed at epoch %d", self.epoch)
 
     # -- checkpoints ---------------------------------------------------------
@@ -354,7 +383,10 @@ class Trainer:
     def _save(self, name: str, metrics: dict, with_state: bool) -> Path:
         from .checkpoint import save_checkpoint
 
-        return save_checkpoint(self._checkpoint(metrics, with_state), self.out_dir / name)
+        path = self.out_dir / name
+        if self.dist.is_main:  # under DDP only rank 0 writes
+            save_checkpoint(self._checkpoint(metrics, with_state), path)
+        return path
 
     # -- loop ----------------------------------------------------------------
     def clock(self) -> dict:
@@ -379,7 +411,11 @@ class Trainer:
         cfg = self.config
         self.model.train()
         n = len(self.train_data)
-        order = torch.randperm(n, generator=self.shuffle_gen).to(self.device)
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch)
+            order = torch.tensor(list(self.sampler), dtype=torch.int64).to(self.device)
+        else:
+            order = torch.randperm(n, generator=self.shuffle_gen).to(self.device)
         # running sums stay on the device: no host sync per step on a GPU
         total_loss = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -396,7 +432,7 @@ class Trainer:
         steps_done = 0
         for step in bar:
             timer.start()
-            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            idx = order[step * self.rank_batch : (step + 1) * self.rank_batch]
             batch = self.train_data.take(idx)
             aug = self.augment if self.augment.steps else None
             inputs = make_inputs(batch, self.input_kind, self.render, augment=aug, generator=self.aug_gen)
@@ -425,7 +461,7 @@ class Trainer:
                 if not math.isfinite(mean_loss):
                     raise FloatingPointError(f"loss became {mean_loss} at epoch {self.epoch + 1}, step {step}; lower lr")
                 bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{int(correct) / total_seen:.3f}")
-            if not self._budget_left():
+            if cfg.time_budget is not None and self._stop_for_budget():
                 log.info("time budget of %.0f s spent after %d of %d steps", cfg.time_budget, step + 1, self.steps_per_epoch)
                 break
         bar.close()
@@ -434,8 +470,13 @@ class Trainer:
         data_s, model_s = timer.totals()
         self.data_seconds += data_s
         self.model_seconds += model_s
-        self.samples_seen += total_seen
         self.epochs_done += steps_done / self.steps_per_epoch
+        if self.dist.enabled:  # loss, hits and samples summed over all ranks
+            seen = torch.tensor(float(total_seen), dtype=torch.float64, device=self.device)
+            sums = torch.stack([total_loss.double(), correct.double(), seen])
+            self._all_reduce(sums)
+            total_loss, correct, total_seen = sums[0], int(sums[1]), int(sums[2])
+        self.samples_seen += total_seen  # all ranks together: the job's throughput
         mean_loss = float(total_loss) / max(total_seen, 1)
         if not math.isfinite(mean_loss):
             raise FloatingPointError(f"loss became {mean_loss} in epoch {self.epoch + 1}; lower lr")
@@ -451,12 +492,60 @@ class Trainer:
     def _evaluate(self, data) -> dict:
         import torch
 
-        logits = evaluate_logits(
-            self.model, data, self.input_kind, self.render, self.config.eval_batch_size, self.amp_dtype, self.progress
+        if not self.dist.enabled:
+            logits = evaluate_logits(
+                self.model, data, self.input_kind, self.render, self.config.eval_batch_size, self.amp_dtype, self.progress
+            )
+            labels = data.labels.cpu()
+            loss = float(torch.nn.functional.cross_entropy(logits, labels))
+            return {"loss": loss, **topk_accuracy(logits, labels)}
+        # each rank scores every world_size-th sample; the sums are reduced, so the result is exact
+        shard = data.take(torch.arange(self.dist.rank, len(data), self.dist.world_size, device=data.points.device))
+        logits = evaluate_logits(self.model, shard, self.input_kind, self.render, self.config.eval_batch_size, self.amp_dtype, False)
+        labels = shard.labels.cpu()
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hit = top == labels.unsqueeze(1)
+        sums = torch.tensor(
+            [
+                float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum")) if len(labels) else 0.0,
+                float(hit[:, :1].any(1).sum()),
+                float(hit.any(1).sum()),
+                float(len(labels)),
+            ],
+            dtype=torch.float64,
+            device=self.device,
         )
-        labels = data.labels.cpu()
-        loss = float(torch.nn.functional.cross_entropy(logits, labels))
-        return {"loss": loss, **topk_accuracy(logits, labels)}
+        self._all_reduce(sums)
+        n = max(float(sums[3]), 1.0)
+        return {"loss": float(sums[0]) / n, "top1": float(sums[1]) / n, "top5": float(sums[2]) / n}
+
+    # -- distributed helpers -------------------------------------------------
+    def _all_reduce(self, tensor, op: str = "sum"):
+        import torch.distributed as dist
+
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+        return tensor
+
+    def _stop_for_budget(self) -> bool:
+        """Whether the time budget is spent; under DDP all ranks stop at the same step."""
+        import torch
+
+        stop = not self._budget_left()
+        if self.dist.enabled:
+            flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
+            stop = bool(self._all_reduce(flag, "max")[0] > 0)
+        return stop
+
+    def _rank_divergence(self) -> float:
+        """Largest absolute difference between this job's ranks' weights (0.0 when in sync)."""
+        import torch
+        import torch.distributed as dist
+
+        flat = torch.cat([p.detach().reshape(-1).double() for p in self.model.parameters()])
+        ref = flat.clone()
+        dist.broadcast(ref, src=0)
+        diff = (flat - ref).abs().max().reshape(1)
+        return float(self._all_reduce(diff, "max")[0])
 
     def fit(self, ds, *, resume=None, split=None) -> dict:
         """Train on ``ds``; returns the final metrics (best val, and test when there is a test split).
@@ -481,7 +570,7 @@ class Trainer:
         started = time.perf_counter()
         stopped = "max_epochs"
         try:
-            while self.epoch < cfg.epochs and self._budget_left():
+            while self.epoch < cfg.epochs and not (cfg.time_budget is not None and self._stop_for_budget()):
                 t0 = time.perf_counter()
                 row = {"epoch": self.epoch + 1, **self._train_epoch()}
                 val = self._evaluate(self.val_data)
@@ -509,7 +598,7 @@ class Trainer:
                     stopped = "early_stopping"
                     log.info("early stopping: no better val top-1 for %d epochs", cfg.patience)
                     break
-                if not self._budget_left():
+                if cfg.time_budget is not None and self._stop_for_budget():
                     stopped = "time_budget"
                     break
         except KeyboardInterrupt:
@@ -517,9 +606,22 @@ class Trainer:
             self._save("last.pt", {"interrupted": True, "epoch": self.epoch}, with_state=True)
             self._write_history()
             raise
-        return self._finish(stopped, time.perf_counter() - started)
+        distributed = None
+        if self.dist.enabled:
+            import torch.distributed as dist
 
-    def _finish(self, stopped: str, seconds: float) -> dict:
+            distributed = {
+                "world_size": self.dist.world_size,
+                "backend": self.dist.backend,
+                "rank_batch": self.rank_batch,
+                # the trained (not the best-checkpoint) weights of every rank, compared with rank 0's
+                "max_weight_difference_across_ranks": self._rank_divergence(),
+            }
+            dist.barrier()  # rank 0 has written best.pt
+        metrics = self._finish(stopped, time.perf_counter() - started, distributed)
+        return metrics
+
+    def _finish(self, stopped: str, seconds: float, distributed: dict | None = None) -> dict:
         from .checkpoint import load_checkpoint, save_checkpoint
 
         best_path = self.out_dir / "best.pt"
@@ -538,15 +640,20 @@ class Trainer:
                 "split": self.split_info,
             }
         )
+        if distributed is not None:
+            metrics["distributed"] = distributed
         ckpt = loaded.checkpoint
         ckpt["metrics"] = metrics
         ckpt["history"] = self.history
-        save_checkpoint(ckpt, best_path)
+        if self.dist.is_main:
+            save_checkpoint(ckpt, best_path)
         self._write_history()
         log.info("best epoch %d: %s", self.best["epoch"], json.dumps({k: metrics[k] for k in ("val", "test") if k in metrics}))
         return metrics
 
     def _write_history(self):
+        if not self.dist.is_main:
+            return
         with atomic_write(self.out_dir / "history.json", "w") as fh:
             json.dump(self.history, fh, indent=1)
 
