@@ -342,9 +342,17 @@ def _n_params(model) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchConfig, cell_dir: Path, progress=None) -> dict:
-    """Train one model on one split and measure it; returns the cell's record (plain JSON)."""
+def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchConfig, cell_dir: Path, progress=None) -> dict | None:
+    """Train one model on one split and measure it; returns the cell's record (plain JSON).
+
+    Under DDP every rank trains; rank 0 measures while the others wait, and
+    only rank 0 gets the record (the others get None).
+    """
     import torch
+
+    from .distributed import current
+
+    dist_info = current()
 
     import models
 
@@ -382,6 +390,13 @@ def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchCon
     with PeakMemory() as train_mem:
         trainer = Trainer(tcfg, cell_dir, progress=progress)
         metrics = trainer.fit(ds, resume=resume, split=sp)
+    if dist_info.enabled:
+        import torch.distributed as dist
+
+        if not dist_info.is_main:
+            dist.barrier()  # wait while rank 0 measures
+            return None
+        device = trainer.device
     cuda_train_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
 
     loaded = load_checkpoint(cell_dir / "best.pt", device=device)
@@ -445,6 +460,12 @@ def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchCon
         "history": history,
         "vocab": list(loaded.vocab),
     }
+    if "distributed" in metrics:
+        record["distributed"] = metrics["distributed"]
+    if dist_info.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
     return record
 
 
@@ -549,11 +570,29 @@ def run_bench(ds, config: BenchConfig, out_dir=None, *, command: str | None = No
     check_models(config.models)
     if len(ds) == 0:
         raise ValueError(f"{ds.name} has no samples")
+    from .distributed import current
+
+    dist_info = current()
     device = resolve_device(config.device)
-    out = Path(out_dir) if out_dir is not None else default_out_dir(ds)
-    out.mkdir(parents=True, exist_ok=True)
-    settings = {**config.cell_settings(), "device": device.type, "data_fingerprint": ds.fingerprint()}
-    _check_manifest(out, settings)
+    settings = {**config.cell_settings(), "device": device.type, "data_fingerprint": ds.fingerprint(), "world_size": dist_info.world_size}
+    if dist_info.world_size == 1:
+        del settings["world_size"]
+    problem = None
+    if dist_info.is_main:
+        out = Path(out_dir) if out_dir is not None else default_out_dir(ds)
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            _check_manifest(out, settings)
+        except ValueError as exc:
+            problem = str(exc)
+    if dist_info.enabled:  # every rank uses rank 0's output directory and verdict on it
+        import torch.distributed as dist
+
+        shared = [str(out) if dist_info.is_main else None, problem]
+        dist.broadcast_object_list(shared, src=0)
+        out, problem = Path(shared[0]), shared[1]
+    if problem:
+        raise ValueError(problem)
 
     env = environment(device)
     splits = make_splits(ds, config)
@@ -562,22 +601,32 @@ def run_bench(ds, config: BenchConfig, out_dir=None, *, command: str | None = No
     if ds.synthetic:
         log.warning("bench data is SYNTHETIC (generated, not real handwriting): %s", ds.name)
 
-    records, reused = [], 0
-    started = time.perf_counter()
-    bar = tqdm(cells, desc="bench", unit="cell", disable=tqdm_disable(progress))
-    for model_name, seed, sid, sp in bar:
-        name = _cell_name(model_name, sid)
-        bar.set_postfix_str(name)
+    def finished(name):
         path = out / "cells" / f"{name}.json"
         if path.exists():
             rec = json.loads(path.read_text())
             if rec.get("format") == _CELL_FORMAT:
-                records.append(rec)
-                reused += 1
-                continue
+                return rec
+        return None
+
+    # decided once, before any cell runs, so that every DDP rank skips the same cells
+    done = {_cell_name(m, sid): finished(_cell_name(m, sid)) for m, _, sid, _ in cells}
+    records, reused = [], 0
+    started = time.perf_counter()
+    bar = tqdm(cells, desc="bench", unit="cell", disable=tqdm_disable(progress) or not dist_info.is_main)
+    for model_name, seed, sid, sp in bar:
+        name = _cell_name(model_name, sid)
+        bar.set_postfix_str(name)
+        path = out / "cells" / f"{name}.json"
+        if done[name] is not None:
+            records.append(done[name])
+            reused += 1
+            continue
         cell_dir = out / "cells" / name
         t0 = time.perf_counter()
-        rec = run_cell(ds, model_name, seed, sid, sp, config, cell_dir, progress=False if progress is False else None)
+        rec = run_cell(ds, model_name, seed, sid, sp, config, cell_dir, progress=False if progress is False or not dist_info.is_main else None)
+        if rec is None:  # a DDP rank other than 0: rank 0 measures and writes
+            continue
         rec["cell_seconds"] = time.perf_counter() - t0
         with atomic_write(path, "w") as fh:
             json.dump(rec, fh)
@@ -589,6 +638,8 @@ def run_bench(ds, config: BenchConfig, out_dir=None, *, command: str | None = No
             name, rec["test"]["top1"], rec["test"]["top5"], rec["train_seconds"], rec["latency"]["p50_ms"],
         )
     bar.close()
+    if not dist_info.is_main:
+        return {"out_dir": str(out), "rank": dist_info.rank}
     if reused:
         log.info("bench: reused %d finished cell(s) from %s", reused, out)
     if hasattr(os, "getloadavg"):

@@ -314,6 +314,12 @@ def render_report(results: dict, image_prefix: str = "") -> str:
         f"- **Machine:** {env['device']} ({env['gpu'] or env['cpu']}), {env['cpu_count']} CPU cores, {env['torch_threads']} torch threads, "
         f"torch {env['torch']}, commit `{(env.get('commit') or 'unknown')[:10]}`{' (dirty tree)' if env.get('dirty') else ''}, "
         f"load average {env.get('loadavg_start', ['?'])[0]} at the start and {env.get('loadavg_end', ['?'])[0]} at the end.",
+        *(
+            [f"- **Distributed:** every cell trained with DistributedDataParallel on {d['world_size']} processes ({d['backend']}), "
+             f"{d['rank_batch']} samples per rank and step; measurements on rank 0."]
+            if (d := next((c["distributed"] for c in results["cells"] if c.get("distributed")), None))
+            else []
+        ),
         f"- **Run:** {len(results['cells'])} cells in {results['run_seconds']:.0f} s"
         + (f" ({results['cells_reused']} reused from an earlier, interrupted run)" if results.get("cells_reused") else "")
         + ".",

@@ -308,6 +308,18 @@ def cmd_bench(args) -> int:
     from .bench import DEFAULT_MODELS, QUICK_MODELS, BenchConfig, _argv, check_models, run_bench
     from .bench_report import markdown_table
 
+    if args.ddp:
+        from .distributed import launched_by_torchrun, relaunch_command
+
+        if not launched_by_torchrun():  # start N copies of this very command through torchrun
+            import subprocess
+
+            import torch
+
+            nproc = args.procs or max(torch.cuda.device_count(), 2)
+            cmd = relaunch_command(nproc, args.argv)
+            print(f"strokes bench --ddp: launching {nproc} processes: {' '.join(cmd)}", flush=True)
+            return subprocess.run(cmd).returncode
     quick = args.data is None
     if quick:
         args.data = QUICK_DATA
@@ -340,11 +352,19 @@ def cmd_bench(args) -> int:
         latency_samples=args.latency_samples,
         model_options=options,
     )
+    from .distributed import init_from_env, shutdown
+
+    dist = init_from_env(args.device) if args.ddp else None
     ds = _load(args)
-    if quick:
+    if quick and (dist is None or dist.is_main):
         print(f"strokes bench: no --data given, so this is the quick run on built-in SYNTHETIC data ({QUICK_DATA})")
     _interrupt_on_signals()
-    results = run_bench(ds, config, args.out, command=_argv(), progress=None)
+    try:
+        results = run_bench(ds, config, args.out, command=_argv(), progress=None)
+    finally:
+        shutdown()
+    if "summary" not in results:  # a DDP rank other than 0
+        return 0
     out = Path(results["out_dir"])
     print()
     print(markdown_table(results["summary"]))
@@ -490,6 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--latency-samples", type=int, default=200, help="timed single-sample calls per model (default 200)")
     sp.add_argument("--option", action="append", metavar="MODEL.FIELD=VALUE", help="override a model config field (repeatable)")
     sp.add_argument("--compile", action="store_true", help="torch.compile the models")
+    sp.add_argument("--ddp", action="store_true", help="train every cell with DistributedDataParallel (re-launches through torchrun)")
+    sp.add_argument("--procs", type=int, default=None, help="processes for --ddp (default: the GPU count, at least 2)")
     sp.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     sp.add_argument("--out", default=None, help="output directory (default benchmarks/results/<timestamp>-<data>/)")
     sp.set_defaults(func=cmd_bench)
@@ -568,6 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # what to re-launch (bench --ddp)
     base = logging.INFO if args.command in ("train", "bench") else logging.WARNING  # training reports every epoch
     level = max(logging.DEBUG, base - 10 * min(args.verbose, 2))
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

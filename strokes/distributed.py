@@ -4,7 +4,7 @@ Launch with ``torchrun`` (it sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR`` and ``MASTER_PORT``)::
 
     torchrun --standalone --nproc_per_node=2 -m strokes train DATA --model vgg_gap
-    strokes bench --ddp --nproc 2 ...          # re-launches itself through torchrun
+    strokes bench --ddp --procs 2 ...          # re-launches itself through torchrun
 
 :func:`init_from_env` starts the process group: NCCL on CUDA (one GPU per
 process, ``cuda:LOCAL_RANK``), gloo on the CPU. The :class:`strokes.train.Trainer`

@@ -116,3 +116,21 @@ def test_relaunch_command():
     assert cmd[-3:] == ["strokes", "bench", "--ddp"]
     with pytest.raises(ValueError):
         relaunch_command(0, [])
+
+
+def test_bench_ddp_relaunches_through_torchrun(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "strokes", "bench", "--ddp", "--procs", "2", "--data", "synthetic:writers=6,samples=1",
+        "--models", "lenet5,tcn", "--option", "tcn.channels=8", "--option", "tcn.blocks=2", "--epochs", "1",
+        "--seeds", "1", "--device", "cpu", "--latency-samples", "3", "--out", str(tmp_path),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "launching 2 processes" in proc.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert len(results["cells"]) == 2
+    for cell in results["cells"]:
+        assert cell["distributed"]["world_size"] == 2
+        assert cell["distributed"]["max_weight_difference_across_ranks"] == 0.0
+    assert "DistributedDataParallel on 2 processes" in (tmp_path / "report.md").read_text()
