@@ -7,6 +7,7 @@ format             source
 ``detexify-sql``   detexify's PostgreSQL dump (``.sql``), read with no server
 ``couchdb-json``   detexify/CouchDB JSON (``.json``)
 ``npz``            our cache (``.npz``)
+``store``          our memory-mapped store: a directory ``NAME.strokes/`` of ``.npy`` files
 ``postgres``       a ``postgresql://`` or ``postgres://`` DSN (or ``format="postgres"``
                    with an empty DSN to use the ``PG*`` environment variables)
 ``synthetic``      the string ``"synthetic"``: the built-in generated data
@@ -19,9 +20,9 @@ from pathlib import Path
 
 from ..dataset import StrokeDataset
 
-__all__ = ["load", "save", "infer_format", "FORMATS"]
+__all__ = ["load", "save", "infer_format", "import_to_store", "FORMATS"]
 
-FORMATS = ("inkml", "detexify-sql", "couchdb-json", "npz", "postgres", "synthetic")
+FORMATS = ("inkml", "detexify-sql", "couchdb-json", "npz", "store", "postgres", "synthetic")
 
 
 def infer_format(source) -> str:
@@ -33,7 +34,9 @@ def infer_format(source) -> str:
         return "synthetic"
     p = Path(s)
     if p.is_dir():
-        return "inkml"
+        from .store import is_store
+
+        return "store" if is_store(p) else "inkml"
     suffix = p.suffix.lower()
     by_suffix = {".inkml": "inkml", ".sql": "detexify-sql", ".json": "couchdb-json", ".npz": "npz"}
     if suffix in by_suffix:
@@ -72,6 +75,10 @@ def load(source, *, format: str | None = None, **options) -> StrokeDataset:
         from .npz import load_npz
 
         return load_npz(source, **options)
+    if fmt == "store":
+        from .store import load_store
+
+        return load_store(source, **options)
     if fmt == "postgres":
         from .postgres import load_postgres
 
@@ -84,9 +91,14 @@ def load(source, *, format: str | None = None, **options) -> StrokeDataset:
 
 
 def save(ds: StrokeDataset, path, **options) -> None:
-    """Write ``ds`` atomically: ``.npz`` (ours) or ``.sql`` (detexify dump), by extension."""
+    """Write ``ds`` atomically: ``.npz`` (ours), ``.strokes`` (memory-mapped store) or ``.sql``
+    (detexify dump), by extension."""
     suffix = Path(path).suffix.lower()
-    if suffix == ".npz":
+    if suffix == ".strokes":
+        from .store import save_store
+
+        save_store(ds, path, **options)
+    elif suffix == ".npz":
         from .npz import save_npz
 
         save_npz(ds, path, **options)
@@ -95,4 +107,38 @@ def save(ds: StrokeDataset, path, **options) -> None:
 
         save_detexify_sql(ds, path, **options)
     else:
-        raise ValueError(f"cannot save to {path}: use a .npz (our cache) or .sql (detexify dump) file name")
+        raise ValueError(
+            f"cannot save to {path}: use a .npz (our cache), .strokes (memory-mapped store) or .sql (detexify dump) name"
+        )
+
+
+def import_to_store(source, path, *, format: str | None = None, **options) -> StrokeDataset:
+    """Convert ``source`` into a memory-mapped store at ``path``; returns it, opened.
+
+    Detexify dumps and PostgreSQL tables are streamed into the store chunk by
+    chunk, so peak memory does not grow with the size of the source; other
+    formats are loaded first, then written.
+    """
+    from .store import StoreWriter, save_store
+
+    fmt = format or infer_format(source)
+    if fmt in ("detexify-sql", "postgres"):
+        writer = StoreWriter(path, overwrite=True)
+        try:
+            if fmt == "detexify-sql":
+                from .detexify import load_detexify_sql
+
+                writer.name = str(source)
+                return load_detexify_sql(source, builder=writer, **options)
+            from .postgres import load_postgres, redact_dsn
+
+            writer.name = redact_dsn(str(source)) if source else "(PG* environment)"
+            return load_postgres(str(source) if source else None, builder=writer, **options)
+        except BaseException:
+            writer.abort()
+            raise
+    ds = load(source, format=fmt, **options)
+    save_store(ds, path)
+    from .store import load_store
+
+    return load_store(path)

@@ -349,6 +349,7 @@ def load_detexify_sql(
     limit: int | None = None,
     progress: bool | None = None,
     workers: int | None = None,
+    builder=None,
     **_unused,
 ) -> StrokeDataset:
     """Stream a detexify PostgreSQL dump (``.sql``) with no server, in bounded memory.
@@ -361,7 +362,7 @@ def load_detexify_sql(
     all in-process). The result is the same either way.
     """
     path = Path(path)
-    builder = DatasetBuilder(name=str(path))
+    builder = builder if builder is not None else DatasetBuilder(name=str(path))  # a StoreWriter streams to disk
     parser = RowParser(builder, key_style=key_style, max_points=max_points)
     size = path.stat().st_size
     if workers is None:

@@ -67,6 +67,7 @@ def load_postgres(
     max_points: int = DEFAULT_MAX_POINTS,
     limit: int | None = None,
     progress: bool | None = None,
+    builder=None,
     **_unused,
 ) -> StrokeDataset:
     """Read ``(id, key, strokes)`` rows through a server-side cursor, in batches.
@@ -83,7 +84,8 @@ def load_postgres(
     cid, ckey, cstrokes = (sql.Identifier(c) for c in columns)
     limit_sql = sql.SQL(" LIMIT {}").format(sql.Literal(int(limit))) if limit is not None else sql.SQL("")
     conn = connect(dsn)
-    builder = DatasetBuilder(name=f"{redact_dsn(dsn or '(PG* environment)')} table {table}")
+    if builder is None:  # a StoreWriter streams the rows to disk instead
+        builder = DatasetBuilder(name=f"{redact_dsn(dsn or '(PG* environment)')} table {table}")
     parser = RowParser(builder, key_style=key_style, max_points=max_points)
     try:
         with conn.cursor() as cur:
