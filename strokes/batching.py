@@ -110,3 +110,57 @@ def make_inputs(batch: InkTensors, input_kind: str, render_config, *, augment=No
     if not out:
         raise ValueError(f"unknown input kind {input_kind!r}")
     return out
+
+
+class BatchStream:
+    """Whole training batches, built from a (memory-mapped) dataset: a map-style dataset
+    for ``torch.utils.data.DataLoader(stream, batch_size=None, num_workers=K)``.
+
+    Item ``i`` of epoch ``e`` gathers the samples of batch ``i`` from ``ds``,
+    normalizes them with ``pipeline``, augments them with a generator seeded by
+    ``(seed, e, i)`` and pads/renders them: ``(inputs, labels)`` with
+    ``inputs`` the ``forward`` keyword arguments of a model taking
+    ``input_kind``. The result depends only on ``(seed, epoch, i)``, so any
+    number of workers gives the same batches.
+
+    Worker processes get the dataset by fork; a store opened with
+    :func:`strokes.io.store.load_store` is memory-mapped, so they share its
+    pages instead of holding copies. Nothing is normalized ahead: memory stays
+    at one batch per worker, whatever the dataset size.
+    """
+
+    def __init__(self, ds, pipeline, input_kind: str, render_config, *, batch_size: int = 128, augment=None, seed: int = 0):
+        import numpy as _np
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if input_kind not in ("sequence", "image", "both"):
+            raise ValueError(f"unknown input kind {input_kind!r}")
+        self.ds = ds
+        self.pipeline = pipeline
+        self.input_kind = input_kind
+        self.render = render_config
+        self.batch_size = batch_size
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        self.order = _np.arange(len(ds))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Shuffle for ``epoch`` (seeded); call before iterating, as with ``DistributedSampler``."""
+        self.epoch = epoch
+        self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.ds))
+
+    def __len__(self) -> int:
+        return -(-len(self.ds) // self.batch_size)
+
+    def __getitem__(self, i: int):
+        torch = _torch()
+        if not 0 <= i < len(self):
+            raise IndexError(f"batch {i} out of range for {len(self)} batches")
+        idx = np.sort(self.order[i * self.batch_size : (i + 1) * self.batch_size])
+        part = self.ds.subset(idx)
+        batch = InkTensors.from_dataset(part, self.pipeline)
+        gen = torch.Generator().manual_seed(int(np.random.default_rng([self.seed, self.epoch, i]).integers(2**62)))
+        inputs = make_inputs(batch, self.input_kind, self.render, augment=self.augment, generator=gen)
+        return inputs, batch.labels
