@@ -320,7 +320,8 @@ def render_report(results: dict, image_prefix: str = "") -> str:
             if (d := next((c["distributed"] for c in results["cells"] if c.get("distributed")), None))
             else []
         ),
-        f"- **Run:** {len(results['cells'])} cells in {results['run_seconds']:.0f} s"
+        f"- **Run:** {len(results['cells'])} cells, {sum(c.get('cell_seconds', 0.0) for c in results['cells']) / 60:.0f} min of "
+        f"cell time (training, evaluation and measurements); this invocation took {results['run_seconds']:.0f} s"
         + (f" ({results['cells_reused']} reused from an earlier, interrupted run)" if results.get("cells_reused") else "")
         + ".",
         "",

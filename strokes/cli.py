@@ -50,8 +50,18 @@ def _summary(ds, out=None) -> None:
 
 
 def cmd_import(args) -> int:
-    ds = _load(args)
-    ds.save(args.output)
+    if str(args.output).lower().rstrip("/").endswith(".strokes"):  # streamed, memory-mapped store
+        from .io import import_to_store
+
+        opts = {"progress": None}
+        if args.limit is not None:
+            opts["limit"] = args.limit
+        if args.table:
+            opts["table"] = args.table
+        ds = import_to_store(args.data, args.output.rstrip("/"), format=args.format, **opts)
+    else:
+        ds = _load(args)
+        ds.save(args.output)
     _summary(ds)
     print(f"wrote {args.output}")
     return 0
@@ -422,9 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--limit", type=int, default=None, help="read at most this many files/rows")
         sp.add_argument("--table", default=None, help="table name for dumps and PostgreSQL (default: samples)")
 
-    sp = sub.add_parser("import", help="convert any source into our .npz cache", description="Load DATA and write it as .npz (or .sql).")
+    sp = sub.add_parser("import", help="convert any source into our .npz cache", description="Load DATA and write it as .npz, .sql, or a .strokes memory-mapped store (dumps and PostgreSQL are streamed into a store chunk by chunk, in bounded memory).")
     data_args(sp)
-    sp.add_argument("-o", "--output", required=True, help="output file (.npz or .sql), written atomically")
+    sp.add_argument("-o", "--output", required=True, help="output: .npz, .sql or .strokes (a directory), written atomically")
     sp.set_defaults(func=cmd_import)
 
     sp = sub.add_parser("stats", help="class counts and points/strokes per sample", description="Summarize a dataset.")

@@ -127,3 +127,25 @@ def test_newer_version_is_refused(ds, tmp_path):
     (tmp_path / "x.strokes" / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="upgrade strokes"):
         load_store(tmp_path / "x.strokes")
+
+
+def test_source_names_stream_with_bounded_memory(monkeypatch, tmp_path):
+    monkeypatch.setattr(StoreWriter, "SOURCE_MEMORY", 3)
+    w = StoreWriter(tmp_path / "s.strokes")
+    names = [f"row {i % 5}" for i in range(12)]  # repeats beyond the remembered window
+    for i, n in enumerate(names):
+        w.add([np.array([[float(i), 0.0]])], "a", None, n)
+    got = w.build()
+    assert got.sources() == names
+    assert len(got.source_names) <= 12 and set(got.source_names) == set(names)
+
+
+def test_cli_import_streams_into_a_store(tmp_path, ds, capsys):
+    from strokes.cli import main
+
+    dump = tmp_path / "x.sql"
+    ds.save(dump)
+    assert main(["import", str(dump), "-o", str(tmp_path / "x.strokes")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    back = load(tmp_path / "x.strokes")
+    assert back.info["source_format"] == "detexify-sql" and back.fingerprint() == load(dump, progress=False).fingerprint()

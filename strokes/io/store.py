@@ -9,7 +9,8 @@ Layout of ``NAME.strokes/``::
     sample_offsets.npy   (N + 1,) int64
     labels.npy           (N,)   int64          into meta["vocab"]
     writer_ids.npy       (N,)   int32          into meta["writer_names"], -1 unknown
-    source_ids.npy       (N,)   int32          into meta["source_names"], -1 unknown
+    source_ids.npy       (N,)   int32          into source_names.jsonl, -1 unknown
+    source_names.jsonl   one JSON string per line: the source names, in id order
 
 :func:`load_store` opens the arrays with ``np.load(mmap_mode="r")``: nothing
 is read until used, and DataLoader worker processes (fork) share the page
@@ -122,7 +123,11 @@ class StoreWriter:
         self._sources = _NpyAppender(self.tmp / "source_ids.npy", np.int32)
         self._label_ids: dict[str, int] = {}
         self._writer_ids: dict[str, int] = {}
+        # sources are often one per record (dump rows): their names stream to a file, and only
+        # recent ones are remembered for de-duplication, so memory does not grow with the source
         self._source_ids: dict[str, int] = {}
+        self._n_sources = 0
+        self._source_file = open(self.tmp / "source_names.jsonl", "w", encoding="utf-8")
         self._any_t = False
         self._pending: list = []
         self._n = 0
@@ -158,6 +163,27 @@ class StoreWriter:
                 out[i] = table.setdefault(v, len(table))
         return out
 
+    SOURCE_MEMORY = 65536  # source names remembered for de-duplication
+
+    def _source_chunk(self, sources) -> np.ndarray:
+        out = np.empty(len(sources), np.int64)
+        lines = []
+        for i, src in enumerate(sources):
+            if src is None:
+                out[i] = -1
+                continue
+            sid = self._source_ids.get(src)
+            if sid is None:
+                if len(self._source_ids) >= self.SOURCE_MEMORY:
+                    self._source_ids.clear()  # a name seen again later gets a new id (same name)
+                sid = self._source_ids[src] = self._n_sources
+                self._n_sources += 1
+                lines.append(json.dumps(src))
+            out[i] = sid
+        if lines:
+            self._source_file.write("\n".join(lines) + "\n")
+        return out
+
     def add_chunk(self, xy, t, stroke_lengths, sample_nstrokes, labels, writers, sources) -> None:
         if self._pending:
             self._flush()
@@ -175,7 +201,7 @@ class StoreWriter:
         self._sample_nstrokes.append(np.asarray(sample_nstrokes, np.int64))
         self._labels.append(self._ids(labels, self._label_ids))
         self._writers.append(self._ids(writers, self._writer_ids))
-        self._sources.append(self._ids(sources, self._source_ids))
+        self._sources.append(self._source_chunk(sources))
         self._n += len(labels)
 
     def skip(self, source: str, reason: str) -> None:
@@ -203,6 +229,7 @@ class StoreWriter:
         self._flush()
         for f in (self._xy, self._t, self._stroke_len, self._sample_nstrokes, self._labels, self._writers, self._sources):
             f.close()
+        self._source_file.close()
         self._offsets_from(self.tmp / "stroke_lengths.tmp.npy", self.tmp / "stroke_offsets.npy")
         self._offsets_from(self.tmp / "sample_nstrokes.tmp.npy", self.tmp / "sample_offsets.npy")
         if not self._any_t:
@@ -240,7 +267,7 @@ class StoreWriter:
             "samples": self._n,
             "vocab": list(vocab),
             "writer_names": writer_names,
-            "source_names": list(self._source_ids),
+            "sources": self._n_sources,
             "info": info,
             "skipped": [[s.source, s.reason] for s in self.skipped],
         }
@@ -255,6 +282,7 @@ class StoreWriter:
         for f in (self._xy, self._t, self._stroke_len, self._sample_nstrokes, self._labels, self._writers, self._sources):
             if not f.fh.closed:
                 f.fh.close()
+        self._source_file.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -292,6 +320,8 @@ def load_store(path, *, mmap: bool = True, **_unused) -> StrokeDataset:
         return np.load(path / f"{name}.npy", mmap_mode=mode)
 
     t = arr("t") if (path / "t.npy").exists() else None
+    with open(path / "source_names.jsonl", encoding="utf-8") as fh:
+        source_names = [json.loads(line) for line in fh if line.strip()]
     return StrokeDataset(
         arr("xy"),
         arr("stroke_offsets"),
@@ -302,7 +332,7 @@ def load_store(path, *, mmap: bool = True, **_unused) -> StrokeDataset:
         writer_ids=arr("writer_ids"),
         writer_names=meta["writer_names"],
         source_ids=arr("source_ids"),
-        source_names=meta["source_names"],
+        source_names=source_names,
         skipped=[Skipped(a, b) for a, b in meta.get("skipped", [])],
         name=meta["name"],
         synthetic=meta.get("synthetic", False),
