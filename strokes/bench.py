@@ -320,12 +320,12 @@ def measure_inference(loaded, ds, device, batch_size: int, min_seconds: float = 
             prep_s, model_s = timer.totals()
             if prep_s + model_s >= min_seconds or passes >= 20:
                 break
-    per_pass_normalize = normalize_s  # normalization runs once per pass of data in a real job
-    total = prep_s + model_s + per_pass_normalize * passes
+    normalize_total = normalize_s * passes  # a real job normalizes once per pass over the data
+    total = prep_s + model_s + normalize_total
     return {
         "samples_per_s": seen / total,
         "model_samples_per_s": seen / max(model_s, 1e-12),
-        "normalize_fraction": per_pass_normalize * passes / total,
+        "normalize_fraction": normalize_total / total,
         "prepare_fraction": prep_s / total,
         "model_fraction": model_s / total,
         "batch_size": batch_size,

@@ -13,15 +13,19 @@ import numpy as np
 log = logging.getLogger("strokes")
 
 
-def _load(args):
-    from .io import load
-
+def _load_options(args) -> dict:
     opts = {"progress": None}
     if getattr(args, "limit", None) is not None:
         opts["limit"] = args.limit
     if getattr(args, "table", None):
         opts["table"] = args.table
-    return load(args.data, format=args.format, **opts)
+    return opts
+
+
+def _load(args):
+    from .io import load
+
+    return load(args.data, format=args.format, **_load_options(args))
 
 
 def _summary(ds, out=None) -> None:
@@ -53,12 +57,7 @@ def cmd_import(args) -> int:
     if str(args.output).lower().rstrip("/").endswith(".strokes"):  # streamed, memory-mapped store
         from .io import import_to_store
 
-        opts = {"progress": None}
-        if args.limit is not None:
-            opts["limit"] = args.limit
-        if args.table:
-            opts["table"] = args.table
-        ds = import_to_store(args.data, args.output.rstrip("/"), format=args.format, **opts)
+        ds = import_to_store(args.data, args.output.rstrip("/"), format=args.format, **_load_options(args))
     else:
         ds = _load(args)
         ds.save(args.output)
@@ -422,10 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def data_args(sp):
+    def data_args(sp, option: bool = False):
         sp.add_argument(
-            "data",
-            help="a directory of .inkml files, a detexify .sql dump, a .json, our .npz, "
+            "--data" if option else "data",
+            default=None,
+            help="a directory of .inkml files, a detexify .sql dump, a .json, our .npz or .strokes store, "
             "a postgresql:// DSN, or 'synthetic[:writers=8,samples=4,seed=0]'",
         )
         sp.add_argument("--format", default=None, help="override the format inferred from DATA")
@@ -503,10 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
         "cells.csv, report.md (with a verdict) and charts to --out; the same --out resumes an interrupted run. "
         f"Without --data: a quick run on built-in synthetic data ({QUICK_DATA}).",
     )
-    sp.add_argument("--data", default=None, help="what strokes.load reads: InkML dir, .sql dump, .npz, postgresql:// DSN, synthetic[:...]")
-    sp.add_argument("--format", default=None, help="override the format inferred from --data")
-    sp.add_argument("--limit", type=int, default=None, help="read at most this many files/rows")
-    sp.add_argument("--table", default=None, help="table name for dumps and PostgreSQL (default: samples)")
+    data_args(sp, option=True)
     sp.add_argument("--models", default=None, help="comma-separated model names (default: lstm,tcn,lenet5,extexify_cnn,vgg_gap,fusion; quick run: gru,tcn,lenet5,extexify_cnn,fusion)")
     sp.add_argument("--epochs", type=int, default=None, help="epochs per model and seed (default 10; the quick run: 8 s of training each)")
     sp.add_argument("--time-budget", type=float, default=None, metavar="SECONDS", help="training seconds per model and seed (with --epochs: whichever ends first)")
