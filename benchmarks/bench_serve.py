@@ -20,8 +20,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -31,16 +29,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from benchmarks._results import write_section  # noqa: E402
+from serving import running_server  # noqa: E402  (the tests' real-server starter)
 
 SHARED = ROOT.parent / "shared" / "data" / "crohme"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _bodies(n: int, seed: int) -> tuple[list[bytes], str]:
@@ -63,26 +57,6 @@ def _bodies(n: int, seed: int) -> tuple[list[bytes], str]:
             strokes_json.append([{"x": float(x), "y": float(y), "t": float(tt)} for (x, y), tt in zip(s[:, :2], t)])
         bodies.append(json.dumps({"strokes": strokes_json}).encode())
     return bodies, source
-
-
-def _start_server(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "strokes", "serve", "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read()}")
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/healthz")
-            if c.getresponse().status == 200:
-                c.close()
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start within 60 s")
 
 
 def _health(port: int) -> dict:
@@ -165,15 +139,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
     bodies, source = _bodies(args.inks, args.seed)
-    port = _port()
-    proc = _start_server(port)
-    try:
+    with running_server() as (_, port, _proc):
         # warm-up: first requests pay for lazy initialization
         run_level(port, bodies, 2, 2.0, 200)
         rows = [run_level(port, bodies, c, args.seconds, args.max_requests) for c in levels]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
         "| clients | requests | throughput (req/s) | p50 ms | p90 ms | p99 ms | max ms | errors | inks per batch |",
