@@ -156,34 +156,49 @@ def _interrupt_on_signals() -> None:
     signal.signal(signal.SIGINT, interrupt)
 
 
+def train_config_from_args(args):
+    """The :class:`TrainConfig` of ``strokes train``: defaults, then ``--config FILE``, then the flags given.
+
+    A flag given on the command line always wins over the file; a flag left out
+    keeps the file's value (or the TrainConfig default).
+    """
+    from .train import TrainConfig, load_train_config
+
+    fields = load_train_config(args.config) if args.config else {}
+    given = {
+        name: getattr(args, name)
+        for name in (
+            "model", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "patience",
+            "split", "seed", "device", "max_train_samples", "time_budget",
+        )
+        if getattr(args, name) is not None
+    }
+    if args.option:
+        given["model_options"] = {**fields.get("model_options", {}), **_parse_options(args.option)}
+    if args.no_augment:
+        given["augment"] = []
+    if args.compile:
+        given["compile"] = True
+    if args.channels is not None or args.thickness is not None:
+        render = dict(fields.get("render") or {"size": 32, "thickness": 1.0, "antialias": True, "channels": ["ink"]})
+        if args.channels is not None:
+            render["channels"] = list(_csv(args.channels))
+        if args.thickness is not None:
+            render["thickness"] = args.thickness
+        given["render"] = render
+    return TrainConfig.from_dict(fields, **given)
+
+
 def cmd_train(args) -> int:
     from .evaluate import format_report, write_report
-    from .train import TrainConfig, Trainer
+    from .train import Trainer
 
-    render = None
-    if args.channels != "ink" or args.thickness != 1.0:
-        render = {"size": 32, "thickness": args.thickness, "antialias": True, "channels": list(_csv(args.channels))}
-    config = TrainConfig(
-        model=args.model,
-        model_options=_parse_options(args.option),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing,
-        augment=[] if args.no_augment else None,
-        patience=args.patience,
-        split=args.split,
-        seed=args.seed,
-        device=args.device,
-        compile=args.compile,
-        render=render,
-        max_train_samples=args.max_train_samples,
-    )
+    config = train_config_from_args(args)
+    args.model = config.model
     out = args.out or f"runs/{args.model}"
     from .distributed import init_from_env, shutdown
 
-    dist = init_from_env(args.device)  # under torchrun: join the process group (DDP training)
+    dist = init_from_env(config.device)  # under torchrun: join the process group (DDP training)
     ds = _load(args)
     _interrupt_on_signals()
     trainer = Trainer(config, out, progress=None if dist.is_main else False)
@@ -474,24 +489,26 @@ def build_parser() -> argparse.ArgumentParser:
         "gloo on the CPU, NCCL on CUDA, --batch-size is the global batch.",
     )
     data_args(sp)
-    sp.add_argument("--model", default="vgg_gap", help="a model from models.list_models() (default vgg_gap)")
+    sp.add_argument("--config", default=None, metavar="FILE.json", help="TrainConfig fields as JSON (e.g. best_config.json from strokes tune); flags given here override it")
+    sp.add_argument("--model", default=None, help="a model from models.list_models() (default vgg_gap)")
     sp.add_argument("--option", action="append", metavar="KEY=VALUE", help="override a model config field (repeatable)")
-    sp.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
-    sp.add_argument("--batch-size", type=int, default=128, help="default 128")
-    sp.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
-    sp.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default 0.05)")
-    sp.add_argument("--label-smoothing", type=float, default=0.1, help="default 0.1")
-    sp.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (0 = off)")
+    sp.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 30)")
+    sp.add_argument("--time-budget", type=float, default=None, metavar="SECONDS", help="stop after this many training seconds (default: none)")
+    sp.add_argument("--batch-size", type=int, default=None, help="default 128")
+    sp.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
+    sp.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default 0.05)")
+    sp.add_argument("--label-smoothing", type=float, default=None, help="default 0.1")
+    sp.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs (0 = off; default 8)")
     sp.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    sp.add_argument("--split", choices=["writer", "random"], default="writer", help="default: writer-disjoint")
-    sp.add_argument("--channels", default="ink", help="render channels for image models (default ink)")
-    sp.add_argument("--thickness", type=float, default=1.0, help="render line width in pixels (default 1)")
+    sp.add_argument("--split", choices=["writer", "random"], default=None, help="default: writer (writer-disjoint)")
+    sp.add_argument("--channels", default=None, help="render channels for image models (default ink)")
+    sp.add_argument("--thickness", type=float, default=None, help="render line width in pixels (default 1)")
     sp.add_argument("--max-train-samples", type=int, default=None, help="train on a random subset (quick runs)")
     sp.add_argument("--compile", action="store_true", help="torch.compile the model")
     sp.add_argument("--resume", default=None, help="continue from OUT/last.pt")
     sp.add_argument("--out", default=None, help="output directory (default runs/MODEL)")
-    sp.add_argument("--seed", type=int, default=0, help="seeds init, split, shuffling and augmentation (default 0)")
-    sp.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    sp.add_argument("--seed", type=int, default=None, help="seeds init, split, shuffling and augmentation (default 0)")
+    sp.add_argument("--device", default=None, help="auto | cpu | cuda (default auto)")
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser(

@@ -32,7 +32,7 @@ from ._util import atomic_write, tqdm_disable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "Trainer", "resolve_device", "evaluate_logits", "topk_accuracy", "checkpoint_split"]
+__all__ = ["TrainConfig", "load_train_config", "Trainer", "resolve_device", "evaluate_logits", "topk_accuracy", "checkpoint_split"]
 
 
 @dataclass
@@ -81,6 +81,44 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, **overrides) -> "TrainConfig":
+        """A config from a dict of fields (e.g. a JSON file), then ``overrides``.
+
+        Unknown keys raise ``ValueError`` naming the valid fields, so a typo in a
+        config file is never silently ignored.
+        """
+        if not isinstance(values, dict):
+            raise TypeError(f"a train config must be a dict of fields, got {type(values).__name__}")
+        valid = [f.name for f in dataclasses.fields(cls)]
+        merged = {**values, **overrides}
+        unknown = sorted(set(merged) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown train config field(s) {', '.join(unknown)}; valid fields: {', '.join(valid)}")
+        return cls(**merged)
+
+
+def load_train_config(path) -> dict:
+    """The TrainConfig fields stored in a JSON file, as a dict.
+
+    The file is either a plain object of fields or, as ``strokes tune`` writes
+    it, an object whose ``"train"`` entry holds them (other entries are
+    metadata). Fields are checked by :meth:`TrainConfig.from_dict`.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such config file: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); a train config is a JSON object of TrainConfig fields") from None
+    if isinstance(data, dict) and isinstance(data.get("train"), dict):
+        data = data["train"]
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object of TrainConfig fields, got {type(data).__name__}")
+    TrainConfig.from_dict(data)  # validate now, with the file's name in any error
+    return data
 
 
 def resolve_device(device: str = "auto"):
@@ -547,7 +585,7 @@ class Trainer:
         diff = (flat - ref).abs().max().reshape(1)
         return float(self._all_reduce(diff, "max")[0])
 
-    def fit(self, ds, *, resume=None, split=None) -> dict:
+    def fit(self, ds, *, resume=None, split=None, on_epoch=None) -> dict:
         """Train on ``ds``; returns the final metrics (best val, and test when there is a test split).
 
         Args:
@@ -556,6 +594,10 @@ class Trainer:
             split: a :class:`strokes.splits.Split` to use instead of the one the
                 config describes (the benchmark harness gives every model the same
                 splits, k-fold included). Its ``mode`` is recorded in the checkpoint.
+            on_epoch: called as ``on_epoch(row)`` after every epoch with that
+                epoch's history row (``epoch``, ``val_top1``, ``val_top5``, ...),
+                once ``last.pt`` is written. An exception it raises ends training
+                and propagates (``strokes tune`` prunes trials this way).
         """
         from .checkpoint import read_checkpoint
 
@@ -594,6 +636,8 @@ class Trainer:
                     self.epoch, row["train_loss"], row["train_top1"], val["loss"], val["top1"], val["top5"],
                     " *" if improved else "", row["seconds"],
                 )
+                if on_epoch is not None:
+                    on_epoch(dict(row))
                 if cfg.patience and self.bad_epochs >= cfg.patience:
                     stopped = "early_stopping"
                     log.info("early stopping: no better val top-1 for %d epochs", cfg.patience)

@@ -334,6 +334,54 @@ def test_cli_train_eval_recognize(tmp_path, capsys):
     assert _cli("recognize", bad, "--model", out / "best.pt") == 2
 
 
+def test_cli_train_config_file_then_flags(tmp_path):
+    from strokes.cli import build_parser, train_config_from_args
+
+    cfg = tmp_path / "best_config.json"
+    cfg.write_text(json.dumps({"train": {"model": "lenet5", "lr": 0.004, "epochs": 7, "model_options": {"activation": "tanh"},
+                                         "augment": []}, "study": {"name": "x"}}))
+    args = build_parser().parse_args(["train", "synthetic", "--config", str(cfg), "--epochs", "3", "--option", "pool=avg"])
+    config = train_config_from_args(args)
+    assert (config.model, config.lr, config.epochs, config.augment) == ("lenet5", 0.004, 3, [])  # the flag wins
+    assert config.model_options == {"activation": "tanh", "pool": "avg"}  # merged, the flag's keys win
+    assert config.batch_size == 128  # neither file nor flag: the default
+    plain = build_parser().parse_args(["train", "synthetic"])
+    assert train_config_from_args(plain) == TrainConfig()  # no file, no flags: exactly the defaults
+
+
+def test_cli_train_config_file_errors(tmp_path, capsys):
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps({"model": "lenet5", "learning_rate": 0.1}))
+    assert _cli("train", "synthetic", "--config", typo) == 2
+    err = capsys.readouterr().err
+    assert "learning_rate" in err and "valid fields" in err and "lr" in err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    assert _cli("train", "synthetic", "--config", broken) == 2
+    assert "broken.json is not valid JSON" in capsys.readouterr().err
+    assert _cli("train", "synthetic", "--config", tmp_path / "missing.json") == 2
+    assert "no such config file" in capsys.readouterr().err
+
+
+def test_fit_calls_on_epoch_and_its_exception_stops_training(data, tmp_path):
+    rows = []
+
+    class Stop(Exception):
+        pass
+
+    def on_epoch(row):
+        rows.append(row)
+        if row["epoch"] == 2:
+            raise Stop
+
+    trainer = Trainer(TrainConfig(model="softmax", epochs=5, batch_size=32, device="cpu", augment=[]), tmp_path, progress=False)
+    with pytest.raises(Stop):
+        trainer.fit(data, on_epoch=on_epoch)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all(0 <= r["val_top1"] <= 1 for r in rows)
+    assert (tmp_path / "last.pt").exists()
+
+
 def test_cli_unknown_model_lists_valid_names(capsys):
     assert _cli("train", "synthetic", "--model", "resnet9000", "--epochs", "1") == 2
     assert "valid models" in capsys.readouterr().err
