@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 
 from .dataset import Sample, Skipped, StrokeDataset
+from .images import ImageDataset, ImageSample
 from .ink import InkError, as_ink
 from .io import FORMATS, infer_format, load, save
 from .normalize import Pipeline, default_pipeline, normalize
@@ -32,6 +33,8 @@ __all__ = [
     "infer_format",
     "FORMATS",
     "StrokeDataset",
+    "ImageDataset",
+    "ImageSample",
     "Sample",
     "Skipped",
     "normalize",

@@ -34,6 +34,10 @@ class InkTensors:
     def __len__(self) -> int:
         return int(self.offsets.shape[0]) - 1
 
+    @property
+    def device(self):
+        return self.points.device
+
     @classmethod
     def from_arrays(cls, points: np.ndarray, offsets: np.ndarray, labels=None, device="cpu") -> "InkTensors":
         torch = _torch()
@@ -77,6 +81,79 @@ class InkTensors:
         return InkTensors(self.points[src], new_offsets, labels)
 
 
+@dataclass
+class ImageTensors:
+    """Ready-made images (an :class:`strokes.images.ImageDataset`) on a device, with optional labels.
+
+    The image-only counterpart of :class:`InkTensors`: :func:`make_inputs`
+    passes the images straight to an image model (warped by the augmentation
+    when training) instead of rendering points.
+    """
+
+    images: "object"  # (N, 1, S, S) float32 tensor, ink bright
+    labels: "object | None" = None  # (N,) int64 tensor
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def device(self):
+        return self.images.device
+
+    @classmethod
+    def from_dataset(cls, ds, device="cpu") -> "ImageTensors":
+        torch = _torch()
+        images = torch.as_tensor(np.ascontiguousarray(ds.images, dtype=np.float32), device=device).unsqueeze(1)
+        return cls(images, torch.as_tensor(np.asarray(ds.labels, dtype=np.int64), device=device))
+
+    def pin_memory(self) -> "ImageTensors":
+        return ImageTensors(self.images.pin_memory(), None if self.labels is None else self.labels.pin_memory())
+
+    def to(self, device, non_blocking: bool = False) -> "ImageTensors":
+        labels = None if self.labels is None else self.labels.to(device, non_blocking=non_blocking)
+        return ImageTensors(self.images.to(device, non_blocking=non_blocking), labels)
+
+    def take(self, index) -> "ImageTensors":
+        """Samples ``index`` (a 1-D int tensor), in that order."""
+        torch = _torch()
+        index = torch.as_tensor(index, device=self.images.device).to(torch.int64)
+        return ImageTensors(self.images[index], None if self.labels is None else self.labels[index])
+
+
+def dataset_tensors(ds, pipeline, device="cpu"):
+    """:class:`ImageTensors` for an image dataset, else :class:`InkTensors` normalized by ``pipeline``."""
+    from .images import ImageDataset
+
+    if isinstance(ds, ImageDataset):
+        return ImageTensors.from_dataset(ds, device)
+    return InkTensors.from_dataset(ds, pipeline, device)
+
+
+def check_image_input(ds, input_kind: str, render_config, model_name: str = "this model") -> None:
+    """Raise ``ValueError`` unless a model taking ``input_kind`` with ``render_config`` can read ``ds``.
+
+    Stroke datasets suit every model. Image datasets (no points) suit image
+    models whose render config makes one plane of the images' size.
+    """
+    from .images import ImageDataset
+
+    if not isinstance(ds, ImageDataset):
+        return
+    if input_kind != "image":
+        import models
+
+        raise ValueError(
+            f"{model_name} reads point sequences ({input_kind} input), but {ds.name} holds only images, no strokes; "
+            f"use an image model: {', '.join(models.list_models('image'))}"
+        )
+    if render_config.n_planes != 1 or render_config.size != ds.image_size:
+        raise ValueError(
+            f"{model_name} expects {render_config.n_planes}-plane {render_config.size}x{render_config.size} renders "
+            f"(channels {list(render_config.channels)}), but {ds.name} holds 1-plane {ds.image_size}x{ds.image_size} images; "
+            f"train it with render size {ds.image_size} and the single 'ink' channel"
+        )
+
+
 def pad(points, offsets, min_length: int = 1):
     """Ragged ``(P, 3)`` + offsets -> padded ``(B, T, 3)`` (zeros after each length) and lengths ``(B,)``."""
     torch = _torch()
@@ -99,6 +176,15 @@ def make_inputs(batch: InkTensors, input_kind: str, render_config, *, augment=No
     """
     from rendering import rasterize_torch
 
+    if isinstance(batch, ImageTensors):
+        if input_kind != "image":
+            raise ValueError(f"image data has no points for a model taking {input_kind!r} input; use an image model")
+        images = batch.images
+        if augment is not None:
+            from rendering.warp import warp_images
+
+            images = warp_images(images, augment, generator=generator)
+        return {"image": images}
     points, offsets = batch.points, batch.offsets
     if augment is not None:
         points = augment(points, offsets, generator=generator)

@@ -63,6 +63,7 @@ __all__ = [
     "latency_stats",
     "DEFAULT_MODELS",
     "QUICK_MODELS",
+    "compatible_models",
 ]
 
 #: models of a full comparison: two sequence models, three image models, and fusion
@@ -82,7 +83,7 @@ class BenchConfig:
     time_budget: float | None = None  # training seconds per model and seed (validation excluded)
     seeds: int = 3  # seeds per model: seed, seed + 1, ...
     seed: int = 0  # the first seed
-    split: str = "writer"  # writer | random | kfold:K
+    split: str = "writer"  # writer | random | kfold:K | hasy-folds[:LIST] (official folds, e.g. hasy-folds:1-3)
     val: float = 0.1  # validation fraction (of the training part for kfold)
     test: float = 0.1  # test fraction (writer, random)
     device: str = "auto"  # auto | cpu | cuda[:N]
@@ -157,16 +158,38 @@ def check_models(names) -> list[str]:
     return names
 
 
-_SPLIT = re.compile(r"^(writer|random|kfold:(\d+))$")
+_SPLIT = re.compile(r"^(writer|random|kfold:(\d+)|hasy-folds(?::([\d,\-]+))?)$")
 
 
-def parse_split(spec: str) -> tuple[str, int | None]:
-    """``"writer"`` -> ("writer", None); ``"kfold:5"`` -> ("kfold", 5)."""
+def _fold_list(text: str) -> tuple[int, ...]:
+    """``"1,3-5"`` -> (1, 3, 4, 5)."""
+    out = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            raise ValueError(f"bad fold list {text!r}; use e.g. hasy-folds:1,2,3 or hasy-folds:1-5")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    if not out or min(out) < 1 or len(set(out)) != len(out):
+        raise ValueError(f"bad fold list {text!r}: folds are numbered from 1, each at most once")
+    return tuple(out)
+
+
+def parse_split(spec: str) -> tuple[str, object]:
+    """Parse a bench split name.
+
+    ``"writer"`` -> ("writer", None); ``"kfold:5"`` -> ("kfold", 5);
+    ``"hasy-folds"`` -> ("hasy-folds", None) (all the data's official folds);
+    ``"hasy-folds:1-3"`` -> ("hasy-folds", (1, 2, 3)).
+    """
     if not isinstance(spec, str):
         raise TypeError(f"split must be a str, got {type(spec).__name__}")
     m = _SPLIT.match(spec.strip())
     if not m:
-        raise ValueError(f"unknown split {spec!r}; use writer, random or kfold:K (e.g. kfold:5)")
+        raise ValueError(
+            f"unknown split {spec!r}; use writer, random, kfold:K (e.g. kfold:5) or hasy-folds[:LIST] (e.g. hasy-folds:1-3)"
+        )
+    if m.group(1).startswith("hasy-folds"):
+        return "hasy-folds", (_fold_list(m.group(3)) if m.group(3) else None)
     if m.group(2) is None:
         return m.group(1), None
     k = int(m.group(2))
@@ -188,6 +211,8 @@ def make_splits(ds, config: BenchConfig) -> list[tuple[str, int, object]]:
 
     mode, k = parse_split(config.split)
     out = []
+    if mode == "hasy-folds":
+        return _official_folds(ds, config, k)
     if mode != "kfold":
         for s in config.seed_list:
             sp = split(ds, mode=mode, val=config.val, test=config.test, seed=s)
@@ -205,6 +230,54 @@ def make_splits(ds, config: BenchConfig) -> list[tuple[str, int, object]]:
         for s in config.seed_list:
             out.append((f"s{s}-f{f}", s, Split(train_idx, val_idx, test_idx, mode=f"kfold{k}:{f}", seed=s)))
     return out
+
+
+def _official_folds(ds, config: BenchConfig, wanted) -> list[tuple[str, int, object]]:
+    """HASYv2's protocol: fold ``f``'s own train and test lists; a stratified ``val``
+    fraction of its train list validates (the official lists are not writer-disjoint)."""
+    from .splits import Split, split
+
+    n_folds = getattr(ds, "num_folds", 0)
+    if not n_folds:
+        raise ValueError(
+            f"--split hasy-folds needs data with official folds (HASYv2 with its classification-task/ directory); "
+            f"{ds.name} has none: use writer, random or kfold:K"
+        )
+    folds = wanted or tuple(range(1, n_folds + 1))
+    if max(folds) > n_folds:
+        raise ValueError(f"{ds.name} has folds 1 to {n_folds}; asked for {max(folds)}")
+    out = []
+    for f in folds:
+        train_all, test_idx = ds.fold(f)
+        if len(test_idx) == 0 or len(train_all) == 0:
+            raise ValueError(f"official fold {f} of {ds.name} has an empty train or test list")
+        inner = split(ds.subset(train_all), mode="random", val=config.val, test=0.0, seed=config.seed + f)
+        train_idx, val_idx = np.sort(train_all[inner.train]), np.sort(train_all[inner.val])
+        if len(val_idx) == 0:
+            raise ValueError(f"official fold {f}: no validation samples; raise the validation fraction")
+        for s in config.seed_list:
+            out.append((f"s{s}-fold{f}", s, Split(train_idx, val_idx, test_idx, mode=f"hasy-fold:{f}", seed=s)))
+    return out
+
+
+def compatible_models(ds, names) -> tuple[list[str], dict[str, str]]:
+    """The models that can read ``ds``, and a reason for each one that cannot.
+
+    Image-only data (HASYv2) has no strokes, so sequence and fusion models are
+    left out of a benchmark on it rather than failing half-way.
+    """
+    import models
+
+    if not hasattr(ds, "images"):
+        return list(names), {}
+    keep, skipped = [], {}
+    for name in names:
+        kind = models.model_entry(name).input_kind
+        if kind == "image":
+            keep.append(name)
+        else:
+            skipped[name] = f"{kind} model: {ds.name} holds only images (no strokes to feed it)"
+    return keep, skipped
 
 
 # ------------------------------------------------------------------- memory
@@ -293,11 +366,11 @@ def measure_inference(loaded, ds, device, batch_size: int, min_seconds: float = 
     (pad/render) and forward, timed apart (CUDA events on a GPU). One untimed batch warms up."""
     import torch
 
-    from .batching import InkTensors, make_inputs
+    from .batching import dataset_tensors, make_inputs
     from .train import _StepTimer
 
     t0 = time.perf_counter()
-    data = InkTensors.from_dataset(ds, loaded.pipeline, device=device)
+    data = dataset_tensors(ds, loaded.pipeline, device=device)
     normalize_s = time.perf_counter() - t0
     model = loaded.model.to(device).eval()
     n = len(data)
@@ -372,7 +445,7 @@ def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchCon
         lr=config.lr,
         augment=None if config.augment else [],
         patience=config.patience,
-        split=mode if mode != "kfold" else ("writer" if (ds.writer_ids >= 0).any() else "random"),
+        split=mode if mode not in ("kfold", "hasy-folds") else ("writer" if (ds.writer_ids >= 0).any() else "random"),
         val=config.val,
         test=config.test,
         seed=seed,
@@ -409,11 +482,13 @@ def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchCon
         rng = np.random.default_rng(seed)
         n_lat = min(len(test_ds), config.latency_samples + config.latency_warmup)
         pick = rng.choice(len(test_ds), n_lat, replace=len(test_ds) < n_lat)
-        inks = [test_ds[int(i)].strokes for i in pick]
+        images = hasattr(test_ds, "images")  # image-only data: time one image per call
+        inks = [test_ds.images[int(i)] if images else test_ds[int(i)].strokes for i in pick]
         if len(inks) <= config.latency_warmup:  # tiny test sets: reuse inks
             inks = [inks[j % len(inks)] for j in range(config.latency_samples + config.latency_warmup)]
+        recognizer = Recognizer(loaded, device=str(device))
         with torch.inference_mode():
-            latency = measure_latency(Recognizer(loaded, device=str(device)), inks, config.latency_warmup)
+            latency = measure_latency(recognizer.classify_images if images else recognizer, inks, config.latency_warmup)
     cuda_infer_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
 
     clock = metrics["clock"]
@@ -595,9 +670,19 @@ def run_bench(ds, config: BenchConfig, out_dir=None, *, command: str | None = No
         raise ValueError(problem)
 
     env = environment(device)
+    run_models, skipped_models = compatible_models(ds, config.models)
+    for name, reason in skipped_models.items():
+        log.warning("bench: skipping %s (%s)", name, reason)
+    if not run_models:
+        import models
+
+        raise ValueError(
+            f"none of the models can read {ds.name}: {'; '.join(f'{k}: {v}' for k, v in skipped_models.items())}. "
+            f"Use image models: {', '.join(models.list_models('image'))}"
+        )
     splits = make_splits(ds, config)
-    cells = [(m, seed, sid, sp) for m in config.models for sid, seed, sp in splits]
-    log.info("bench: %d models x %d splits = %d cells on %s, out %s", len(config.models), len(splits), len(cells), device, out)
+    cells = [(m, seed, sid, sp) for m in run_models for sid, seed, sp in splits]
+    log.info("bench: %d models x %d splits = %d cells on %s, out %s", len(run_models), len(splits), len(cells), device, out)
     if ds.synthetic:
         log.warning("bench data is SYNTHETIC (generated, not real handwriting): %s", ds.name)
 
@@ -653,6 +738,7 @@ def run_bench(ds, config: BenchConfig, out_dir=None, *, command: str | None = No
         "data": data_summary(ds),
         "splits": [{"split_id": sid, "seed": seed, **sp.to_dict(), "missing": sp.missing} for sid, seed, sp in splits],
         "models": {m: {"representation": models.model_entry(m).input_kind} for m in config.models},
+        "skipped_models": skipped_models,
         "cells": records,
         "cells_reused": reused,
         "run_seconds": time.perf_counter() - started,

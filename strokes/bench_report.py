@@ -23,7 +23,7 @@ from ._util import atomic_write
 
 log = logging.getLogger(__name__)
 
-__all__ = ["summarize", "verdict", "markdown_table", "render_report", "write", "CHARTS"]
+__all__ = ["summarize", "verdict", "markdown_table", "fold_table", "render_report", "write", "CHARTS"]
 
 CHARTS = {
     "latency": "accuracy_vs_latency.png",
@@ -63,6 +63,8 @@ def summarize(results: dict) -> list[dict]:
             "latency_p95_ms": lambda c: c["latency"]["p95_ms"],
         }.items():
             row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(get(c) for c in cells)
+        top1 = [c["test"]["top1"] for c in cells]
+        row["top1_min"], row["top1_max"] = min(top1), max(top1)
         row["peak_rss_mb"] = max(c["memory"]["train_peak_rss_mb"] for c in cells)
         cuda = [c["memory"].get("cuda_train_peak_mb") for c in cells if c["memory"].get("cuda_train_peak_mb") is not None]
         row["cuda_peak_mb"] = max(cuda) if cuda else None
@@ -80,19 +82,50 @@ def _num(x, fmt="{:.0f}") -> str:
     return "–" if x is None else fmt.format(x)
 
 
+def _range(row) -> str:
+    if row.get("top1_min") is None:
+        return "–"
+    return f"{100 * row['top1_min']:.2f}–{100 * row['top1_max']:.2f}"
+
+
+def fold_table(results: dict) -> str | None:
+    """Test top-1 per model and split (mean over seeds), for runs over folds; None for other splits."""
+    ids = []
+    for c in results["cells"]:
+        fold = c["split_id"].split("-", 1)[1] if "-" in c["split_id"] else None
+        if fold is None:
+            return None
+        if fold not in ids:
+            ids.append(fold)
+    if not ids:
+        return None
+    lines = ["| model | " + " | ".join(ids) + " | mean | min | max |", "|---|" + "--:|" * (len(ids) + 3)]
+    for model in results["config"]["models"]:
+        cells = [c for c in results["cells"] if c["model"] == model]
+        if not cells:
+            continue
+        per = [np.mean([c["test"]["top1"] for c in cells if c["split_id"].endswith("-" + f)] or [np.nan]) for f in ids]
+        vals = np.asarray(per, dtype=np.float64)
+        lines.append(
+            f"| {model} | " + " | ".join("–" if np.isnan(v) else f"{100 * v:.2f}" for v in vals)
+            + f" | {100 * np.nanmean(vals):.2f} | {100 * np.nanmin(vals):.2f} | {100 * np.nanmax(vals):.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def markdown_table(summary: list[dict]) -> str:
     """The summary as a markdown table (also printed by the CLI)."""
     head = (
         "| model | representation | params | epochs | train s | train samples/s | data-prep share | "
-        "top-1 % | top-5 % | macro recall % | infer samples/s | latency p50 ms | p95 ms | peak RSS MB |"
+        "top-1 % | top-1 min–max % | top-5 % | macro recall % | infer samples/s | latency p50 ms | p95 ms | peak RSS MB |"
     )
-    lines = [head, "|" + "---|" * 2 + "--:|" * 12]
+    lines = [head, "|" + "---|" * 2 + "--:|" * 13]
     for r in summary:
         lines.append(
             f"| {r['model']} | {r['representation']} | {r['params']:,} | {_num(r['epochs_run_mean'], '{:.1f}')} "
             f"| {_num(r['train_seconds_mean'])} | {_num(r['train_samples_per_s_mean'])} "
             f"| {_num(r['train_data_fraction_mean'] and 100 * r['train_data_fraction_mean'], '{:.0f}%')} "
-            f"| {_pct(r['top1_mean'], r['top1_std'])} | {_pct(r['top5_mean'], r['top5_std'])} "
+            f"| {_pct(r['top1_mean'], r['top1_std'])} | {_range(r)} | {_pct(r['top5_mean'], r['top5_std'])} "
             f"| {_pct(r['macro_recall_mean'], r['macro_recall_std'])} | {_num(r['infer_samples_per_s_mean'])} "
             f"| {_num(r['latency_p50_ms_mean'], '{:.2f}')} | {_num(r['latency_p95_ms_mean'], '{:.2f}')} "
             f"| {_num(r['peak_rss_mb'])} |"
@@ -329,15 +362,27 @@ def render_report(results: dict, image_prefix: str = "") -> str:
         "",
         markdown_table(summary),
         "",
-        "Mean ± sample standard deviation over seeds (and folds). *train s*: wall time of the training loop, validation "
+        "Mean ± sample standard deviation over seeds (and folds), and the lowest and highest cell. *train s*: wall time of the training loop, validation "
         "excluded; *data-prep share*: the part of each training step spent gathering, augmenting, padding and rendering "
         "the batch; *infer samples/s*: batched test-set inference (normalize, prepare, forward); *latency*: one ink at a "
         f"time through the `recognize()` path after {cfg['latency_warmup']} untimed warm-up calls; *peak RSS*: the process "
         "during training (it includes the loaded dataset).",
         "",
-        "## Verdict",
-        "",
     ]
+    if results.get("skipped_models"):
+        lines += ["**Not run:** " + "; ".join(f"`{m}` ({why})" for m, why in results["skipped_models"].items()) + ".", ""]
+    folds = fold_table(results)
+    if folds:
+        lines += [
+            "## Per fold",
+            "",
+            "Test top-1 % per fold (mean over seeds), then the mean, lowest and highest fold"
+            + (" (HASYv2's official classification folds, reported as in its paper)." if cfg["split"].startswith("hasy-folds") else "."),
+            "",
+            folds,
+            "",
+        ]
+    lines += ["## Verdict", ""]
     lines += [f"- {v}" for v in (results.get("verdict") or verdict(results, summary))]
     lines += [
         "",

@@ -41,15 +41,37 @@ def most_confused(cm: np.ndarray, vocab, n: int = 20) -> list[dict]:
     ]
 
 
-def evaluate(loaded, ds, *, device="cpu", batch_size: int = 1024, progress=None) -> dict:
+def evaluate(loaded, ds, *, device="cpu", batch_size: int = 1024, progress=None, shared_classes: bool = False) -> dict:
     """Evaluate a :class:`strokes.checkpoint.LoadedModel` on every sample of ``ds``.
 
+    ``ds`` is a :class:`strokes.StrokeDataset` (normalized and rendered with
+    the checkpoint's own pipeline and render config) or, for image models, a
+    :class:`strokes.images.ImageDataset` (its images go in as they are), so a
+    model trained on rendered strokes can be scored on HASYv2 images and a
+    model trained on HASYv2 on strokes.
+
     Labels of ``ds`` are matched to the model's vocabulary by name; samples of
-    classes the model does not know are counted as errors and reported.
+    classes the model does not know are counted as errors and reported
+    (``unknown_label_samples``); ``top1_known``/``top5_known`` score only the
+    samples of classes the model knows.
+
+    Args:
+        loaded: the model, from :func:`strokes.checkpoint.load_checkpoint`.
+        ds: the data.
+        device: torch device for inference.
+        batch_size: samples per forward pass.
+        progress: show a progress bar (None: when on a terminal).
+        shared_classes: only let the model choose among the classes that also
+            occur in ``ds`` (for data sets with different vocabularies, e.g.
+            a 369-class HASYv2 model on 101-class CROHME).
+
+    Returns:
+        A plain-JSON report: ``top1``, ``top5``, ``macro_recall``, per-class
+        recall and precision, the confusion matrix and the most confused pairs.
     """
     import torch
 
-    from .batching import InkTensors
+    from .batching import check_image_input, dataset_tensors
     from .train import evaluate_logits
 
     vocab = list(loaded.vocab)
@@ -59,15 +81,26 @@ def evaluate(loaded, ds, *, device="cpu", batch_size: int = 1024, progress=None)
     unknown = sorted(set(names[mapped < 0]))
     if len(ds) == 0:
         raise ValueError(f"{ds.name} has no samples to evaluate")
-    data = InkTensors.from_dataset(ds, loaded.pipeline, device=device)
+    check_image_input(ds, loaded.input_kind, loaded.render, loaded.name)
+    data = dataset_tensors(ds, loaded.pipeline, device=device)
     logits = evaluate_logits(loaded.model.to(device), data, loaded.input_kind, loaded.render, batch_size, None, progress)
     labels = torch.from_numpy(mapped)
     known = labels >= 0
+    shared = sorted(set(vocab) & set(ds.vocab))
+    if shared_classes:
+        if not shared:
+            raise ValueError(f"{loaded.name} and {ds.name} share no class names; nothing to restrict to")
+        allowed = torch.zeros(len(vocab), dtype=torch.bool)
+        allowed[[index[c] for c in shared]] = True
+        logits = logits.masked_fill(~allowed, float("-inf"))  # (N, C): the model never picks a class absent from ds
     # samples of unknown classes can never be right
     hit1 = (logits.argmax(1) == labels) & known
     top5 = logits.topk(min(5, logits.shape[1]), 1).indices
     hit5 = (top5 == labels.unsqueeze(1)).any(1) & known
     acc = {"top1": float(hit1.float().mean()), "top5": float(hit5.float().mean())}
+    n_known = int(known.sum())
+    acc["top1_known"] = float(hit1.sum()) / n_known if n_known else float("nan")
+    acc["top5_known"] = float(hit5.sum()) / n_known if n_known else float("nan")
     pred = logits.argmax(1).numpy()
     lab = labels.numpy()
     cm = confusion_matrix(lab[known.numpy()], pred[known.numpy()], len(vocab))
@@ -93,6 +126,8 @@ def evaluate(loaded, ds, *, device="cpu", batch_size: int = 1024, progress=None)
         "samples": int(len(ds)),
         "unknown_label_samples": int((~known).sum()),
         "unknown_labels": unknown,
+        "shared_classes": len(shared),
+        "restricted_to_shared_classes": bool(shared_classes),
         **acc,
         "loss": loss,
         "macro_recall": float(np.nanmean(recall)) if np.isfinite(recall).any() else float("nan"),

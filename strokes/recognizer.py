@@ -106,6 +106,48 @@ class Recognizer:
     def __call__(self, ink, k: int = 5) -> list[tuple[str, float]]:
         return self.batch([ink], k)[0]
 
+    def image_probabilities(self, images, ink: str = "bright") -> np.ndarray:
+        """``(N, num_classes)`` class probabilities for ready-made images (image models only).
+
+        Args:
+            images: ``(N, S, S)`` or one ``(S, S)`` array, floats in ``[0, 1]``
+                or uint8 in ``[0, 255]``, of the model's render size.
+            ink: ``"bright"`` (the toolkit's convention, 1 = ink) or ``"dark"``
+                (dark ink on a bright page, as in HASYv2's PNGs: inverted first).
+
+        Returns:
+            float32 probabilities, one row per image.
+        """
+        import torch
+
+        if self.loaded.input_kind != "image":
+            raise ValueError(f"{self.loaded.name} reads {self.loaded.input_kind} input; only image models classify images")
+        if ink not in ("bright", "dark"):
+            raise ValueError(f"ink must be 'bright' or 'dark', got {ink!r}")
+        arr = np.asarray(images)
+        if arr.ndim == 2:
+            arr = arr[None]
+        size = self.loaded.render.size
+        if arr.ndim != 3 or arr.shape[1:] != (size, size):
+            raise ValueError(f"images must be (N, {size}, {size}) or ({size}, {size}), got {arr.shape}")
+        if self.loaded.render.n_planes != 1:
+            raise ValueError(f"{self.loaded.name} expects {self.loaded.render.n_planes} planes per image, not one")
+        arr = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise ValueError("image values must be in [0, 1] (or uint8)")
+        if ink == "dark":
+            arr = 1.0 - arr
+        with torch.inference_mode():
+            logits = self.model(image=torch.from_numpy(arr).unsqueeze(1).to(self.device))  # (N, 1, S, S) -> (N, C)
+            return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def classify_images(self, images, k: int = 5, ink: str = "bright") -> list[list[tuple[str, float]]]:
+        """Top-``k`` (label, probability) lists for each image (see :meth:`image_probabilities`)."""
+        k = _check_k(k, len(self.vocab))
+        prob = self.image_probabilities(images, ink)
+        top = np.argsort(-prob, axis=1, kind="stable")[:, :k]  # (N, k)
+        return [[(str(self.vocab[j]), float(p[j])) for j in row] for p, row in zip(prob, top)]
+
 
 def fuse_conv_bn(model):
     """Fold every BatchNorm that directly follows a conv inside an ``nn.Sequential`` into that conv.
@@ -140,8 +182,15 @@ _lock = threading.Lock()
 def get_recognizer(model=None, device: str = "cpu") -> Recognizer:
     """The cached :class:`Recognizer` for ``model``.
 
-    ``model``: None (the shipped default, or ``$STROKES_MODEL``), a checkpoint
-    path, a :class:`strokes.checkpoint.LoadedModel`, or a :class:`Recognizer`.
+    Args:
+        model: None (the shipped default, or ``$STROKES_MODEL``), a checkpoint
+            path, a :class:`strokes.checkpoint.LoadedModel`, or a :class:`Recognizer`
+            (returned as it is).
+        device: where to run the model.
+
+    Raises:
+        FileNotFoundError: when the checkpoint (or the default model) is missing.
+        TypeError: for a ``model`` of another type.
     """
     from .checkpoint import LoadedModel, load_checkpoint
 
@@ -174,11 +223,20 @@ def get_recognizer(model=None, device: str = "cpu") -> Recognizer:
 
 
 def recognize(ink, k: int = 5, model=None) -> list[tuple[str, float]]:
-    """The ``k`` most likely LaTeX symbols for one drawing, as (label, probability), best first.
+    """The ``k`` most likely LaTeX symbols for one drawing, best first.
 
-    ``ink`` is a list of strokes of ``(x, y)`` / ``(x, y, t)`` points or of
-    ``{"x", "y", "t"}`` dicts, numpy arrays, or one ``(n, 3)`` ``[x, y, pen_up]``
-    array. Malformed ink raises ``ValueError`` saying what is wrong.
+    Args:
+        ink: a list of strokes of ``(x, y)`` / ``(x, y, t)`` points or of
+            ``{"x", "y", "t"}`` dicts, numpy arrays, or one ``(n, 3)``
+            ``[x, y, pen_up]`` array (see :func:`strokes.as_ink`).
+        k: how many symbols to return.
+        model: which model (see :func:`strokes.recognizer.get_recognizer`); default the shipped one.
+
+    Returns:
+        ``k`` ``(label, probability)`` pairs, best first.
+
+    Raises:
+        ValueError: for malformed ink, saying what is wrong.
     """
     return get_recognizer(model)(ink, k)
 

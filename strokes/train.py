@@ -191,7 +191,7 @@ def evaluate_logits(model, data, input_kind, render, batch_size=1024, amp_dtype=
     from .batching import make_inputs
 
     model.eval()
-    device = data.points.device
+    device = data.device
     outs = []
     n = len(data)
     with torch.inference_mode():
@@ -226,7 +226,7 @@ class Trainer:
         from rendering import RenderConfig
         from rendering.augment import augment_from_config, default_augment
 
-        from .batching import InkTensors
+        from .batching import check_image_input, dataset_tensors
         from .normalize import Pipeline
         from .splits import Split, split
 
@@ -258,6 +258,8 @@ class Trainer:
         self.augment = default_augment() if cfg.augment is None else augment_from_config(cfg.augment)
         if len(ds.vocab) < 2:
             raise ValueError(f"{ds.name} has {len(ds.vocab)} class(es); training needs at least 2")
+        check_image_input(ds, self.input_kind, self.render, cfg.model)  # image-only data: image models only
+        self.data_kind = "images" if hasattr(ds, "images") else "strokes"
         self.vocab = list(ds.vocab)
 
         if given_split is None:
@@ -281,6 +283,7 @@ class Trainer:
             "test": len(sp.test),
             "dataset": ds.name,
             "fingerprint": ds.fingerprint(),
+            "data_kind": self.data_kind,
             "missing": {k: list(v) for k, v in sp.missing.items()},
         }
         if len(sp.val) == 0:
@@ -288,7 +291,7 @@ class Trainer:
         log.info("split %s: train %d, val %d, test %d", sp.mode, len(train_idx), len(sp.val), len(sp.test))
 
         def tensors(idx):
-            t = InkTensors.from_dataset(ds.subset(idx), self.pipeline, device="cpu")
+            t = dataset_tensors(ds.subset(idx), self.pipeline, device="cpu")
             if self.device.type == "cuda":
                 t = t.pin_memory().to(self.device, non_blocking=True)
             return t
@@ -538,7 +541,7 @@ class Trainer:
             loss = float(torch.nn.functional.cross_entropy(logits, labels))
             return {"loss": loss, **topk_accuracy(logits, labels)}
         # each rank scores every world_size-th sample; the sums are reduced, so the result is exact
-        shard = data.take(torch.arange(self.dist.rank, len(data), self.dist.world_size, device=data.points.device))
+        shard = data.take(torch.arange(self.dist.rank, len(data), self.dist.world_size, device=data.device))
         logits = evaluate_logits(self.model, shard, self.input_kind, self.render, self.config.eval_batch_size, self.amp_dtype, False)
         labels = shard.labels.cpu()
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices

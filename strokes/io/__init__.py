@@ -8,6 +8,8 @@ format             source
 ``couchdb-json``   detexify/CouchDB JSON (``.json``)
 ``npz``            our cache (``.npz``)
 ``store``          our memory-mapped store: a directory ``NAME.strokes/`` of ``.npy`` files
+``hasy``           HASYv2 images: its directory (holding ``hasy-data-labels.csv``), or that
+                   file; gives an :class:`strokes.images.ImageDataset` (no strokes)
 ``postgres``       a ``postgresql://`` or ``postgres://`` DSN (or ``format="postgres"``
                    with an empty DSN to use the ``PG*`` environment variables)
 ``synthetic``      the string ``"synthetic"``: the built-in generated data
@@ -22,7 +24,7 @@ from ..dataset import StrokeDataset
 
 __all__ = ["load", "save", "infer_format", "import_to_store", "FORMATS"]
 
-FORMATS = ("inkml", "detexify-sql", "couchdb-json", "npz", "store", "postgres", "synthetic")
+FORMATS = ("inkml", "detexify-sql", "couchdb-json", "npz", "store", "hasy", "postgres", "synthetic")
 
 
 def infer_format(source) -> str:
@@ -33,6 +35,10 @@ def infer_format(source) -> str:
     if s == "synthetic" or s.startswith("synthetic:"):
         return "synthetic"
     p = Path(s)
+    from .hasy import is_hasy
+
+    if is_hasy(p):
+        return "hasy"
     if p.is_dir():
         from .store import is_store
 
@@ -50,8 +56,12 @@ def infer_format(source) -> str:
     )
 
 
-def load(source, *, format: str | None = None, **options) -> StrokeDataset:
+def load(source, *, format: str | None = None, **options):
     """Load a dataset from any supported source (see the module table).
+
+    Returns a :class:`strokes.StrokeDataset`, or for HASYv2 (``hasy``) a
+    :class:`strokes.images.ImageDataset` (options ``ink``, ``size``, ``folds``:
+    see :func:`strokes.io.hasy.load_hasy`).
 
     Options go to the format's loader: ``progress`` (bool, or None for auto),
     ``limit`` (read at most this many files/rows), ``max_points`` (per sample),
@@ -79,6 +89,10 @@ def load(source, *, format: str | None = None, **options) -> StrokeDataset:
         from .store import load_store
 
         return load_store(source, **options)
+    if fmt == "hasy":
+        from .hasy import load_hasy
+
+        return load_hasy(source, **options)
     if fmt == "postgres":
         from .postgres import load_postgres
 
@@ -93,6 +107,11 @@ def load(source, *, format: str | None = None, **options) -> StrokeDataset:
 def save(ds: StrokeDataset, path, **options) -> None:
     """Write ``ds`` atomically: ``.npz`` (ours), ``.strokes`` (memory-mapped store) or ``.sql``
     (detexify dump), by extension."""
+    if not isinstance(ds, StrokeDataset):
+        raise ValueError(
+            f"{type(ds).__name__} holds images, not strokes; the .npz, .strokes and .sql formats store strokes "
+            "(load HASYv2 from its directory instead)"
+        )
     suffix = Path(path).suffix.lower()
     if suffix == ".strokes":
         from .store import save_store
@@ -137,6 +156,8 @@ def import_to_store(source, path, *, format: str | None = None, **options) -> St
         except BaseException:
             writer.abort()
             raise
+    if fmt == "hasy":
+        raise ValueError("HASYv2 holds images, not strokes: a .strokes store cannot hold it; load it from its directory")
     ds = load(source, format=fmt, **options)
     save_store(ds, path)
     from .store import load_store
