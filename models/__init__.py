@@ -1,10 +1,11 @@
 """The model zoo: sequence, image and fusion classifiers behind one interface.
 
->>> import models
->>> models.list_models()                     # every registered name
->>> net = models.create_model("vgg_gap", num_classes=101, width=48)
-
 See :mod:`models.registry` for the interface every model follows.
+
+Example:
+    >>> import models
+    >>> models.list_models()                     # every registered name
+    >>> net = models.create_model("vgg_gap", num_classes=101, width=48)
 """
 
 from .registry import INPUT_KINDS, create_model, default_config, list_models, model_entry, register_model

@@ -193,6 +193,10 @@ class SequenceModel(nn.Module):
     input_kind = "sequence"
 
     def forward(self, points=None, lengths=None, image=None) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` for padded ``points`` ``(B, T, 3)`` and their ``lengths`` ``(B,)``.
+
+        ``image`` is ignored: a sequence model reads points only.
+        """
         check_sequence_input(points, lengths)
         return self.head(self.encoder(points, lengths))  # (B, num_classes)
 
@@ -208,5 +212,9 @@ class ImageModel(nn.Module):
     image_size: int | None = None
 
     def forward(self, points=None, lengths=None, image=None) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` for an ``image`` batch ``(B, C, H, W)``.
+
+        ``points`` and ``lengths`` are ignored: an image model reads renders only.
+        """
         check_image_input(image, self.in_channels, self.image_size)
         return self.head(self.encoder(image))  # (B, num_classes)

@@ -18,11 +18,11 @@ from .registry import register_model
 
 @dataclass
 class EMNISTCNNConfig:
-    in_channels: int = 1  # image planes C (rendering channels)
-    image_size: int = 32  # side of the square input image in pixels (a multiple of 4)
-    width: int = 32  # channels of the first block; the second block has twice as many
-    hidden: int = 256  # units of the MLP head's hidden layer
-    dropout: float = 0.28  # dropout after each conv block and in the head
+    in_channels: int = 1  #: image planes C (rendering channels)
+    image_size: int = 32  #: side of the square input image in pixels (a multiple of 4)
+    width: int = 32  #: channels of the first block; the second block has twice as many
+    hidden: int = 256  #: units of the MLP head's hidden layer
+    dropout: float = 0.28  #: dropout after each conv block and in the head
 
     def __post_init__(self):
         check_int("in_channels", self.in_channels)

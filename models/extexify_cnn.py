@@ -16,10 +16,10 @@ from .registry import register_model
 
 @dataclass
 class ExtexifyCNNConfig:
-    in_channels: int = 1  # image planes C (rendering channels)
-    channels: tuple[int, ...] = (32, 64, 128, 192)  # channels per block; blocks 2+ open with a stride-2 conv (32->16->8->4)
-    convs_per_block: int = 2  # 3x3 conv + ReLU + BatchNorm units per block
-    dropout: float = 0.2  # dropout before the linear layer
+    in_channels: int = 1  #: image planes C (rendering channels)
+    channels: tuple[int, ...] = (32, 64, 128, 192)  #: channels per block; blocks 2+ open with a stride-2 conv (32->16->8->4)
+    convs_per_block: int = 2  #: 3x3 conv + ReLU + BatchNorm units per block
+    dropout: float = 0.2  #: dropout before the linear layer
 
     def __post_init__(self):
         check_int("in_channels", self.in_channels)

@@ -29,17 +29,17 @@ from .vgg_gap import VGGEncoder
 
 @dataclass
 class FusionConfig:
-    sequence_encoder: str = "gru"  # "gru": bidirectional GRU (4 * seq_hidden features); "tcn": TCN trunk (2 * seq_hidden)
-    features: str = "both"  # "points": [x, y, pen_up]; "deltas": [dx, dy, pen_up] (stroke-3); "both": [x, y, dx, dy, pen_up]
-    seq_hidden: int = 96  # GRU units per direction, or TCN channels
-    seq_layers: int = 2  # GRU layers, or TCN residual blocks (dilations 1, 2, 4, ...; use ~6 for the TCN)
-    seq_proj: int = 64  # GRU per-point input projection width (unused by the TCN)
-    seq_dropout: float = 0.1  # dropout inside the sequence encoder
-    in_channels: int = 1  # image planes C (rendering channels)
-    image_width: int = 24  # channels of the first VGG stage; stage i has image_width * 2**i
-    image_stages: int = 4  # VGG stages (max-pool between them)
-    dropout: float = 0.3  # dropout on the concatenated features and in the head
-    head_hidden: int = 256  # hidden units of the head MLP; 0 = a single linear layer
+    sequence_encoder: str = "gru"  #: "gru" (a bidirectional GRU, 4 * seq_hidden features) or "tcn" (a TCN trunk, 2 * seq_hidden)
+    features: str = "both"  #: "points" [x, y, pen_up], "deltas" [dx, dy, pen_up] (stroke-3) or "both" [x, y, dx, dy, pen_up]
+    seq_hidden: int = 96  #: GRU units per direction, or TCN channels
+    seq_layers: int = 2  #: GRU layers, or TCN residual blocks (dilations 1, 2, 4, ...; use ~6 for the TCN)
+    seq_proj: int = 64  #: GRU per-point input projection width (unused by the TCN)
+    seq_dropout: float = 0.1  #: dropout inside the sequence encoder
+    in_channels: int = 1  #: image planes C (rendering channels)
+    image_width: int = 24  #: channels of the first VGG stage; stage i has image_width * 2**i
+    image_stages: int = 4  #: VGG stages (max-pool between them)
+    dropout: float = 0.3  #: dropout on the concatenated features and in the head
+    head_hidden: int = 256  #: hidden units of the head MLP; 0 = a single linear layer
 
     def __post_init__(self):
         check_choice("sequence_encoder", self.sequence_encoder, ("gru", "tcn"))
@@ -80,6 +80,7 @@ class Fusion(nn.Module):
         return torch.cat([seq, img], dim=1)  # (B, F_seq + F_img)
 
     def forward(self, points=None, lengths=None, image=None) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` from padded ``points`` ``(B, T, 3)`` with ``lengths`` and their ``image`` renders."""
         check_sequence_input(points, lengths)
         check_image_input(image, self.in_channels)
         if image.shape[0] != points.shape[0]:

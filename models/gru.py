@@ -10,12 +10,12 @@ from .registry import register_model
 
 @dataclass
 class GRUConfig:
-    features: str = "both"  # "points": [x, y, pen_up]; "deltas": [dx, dy, pen_up] (stroke-3); "both": [x, y, dx, dy, pen_up]
-    proj: int = 64  # width of the per-point input projection (linear + GELU) fed to the GRU
-    hidden: int = 128  # GRU units per direction
-    layers: int = 2  # stacked bidirectional GRU layers
-    dropout: float = 0.2  # dropout between GRU layers and before the head
-    head_hidden: int = 0  # hidden units of the head MLP; 0 = a single linear layer
+    features: str = "both"  #: "points" [x, y, pen_up], "deltas" [dx, dy, pen_up] (stroke-3) or "both" [x, y, dx, dy, pen_up]
+    proj: int = 64  #: width of the per-point input projection (linear + GELU) fed to the GRU
+    hidden: int = 128  #: GRU units per direction
+    layers: int = 2  #: stacked bidirectional GRU layers
+    dropout: float = 0.2  #: dropout between GRU layers and before the head
+    head_hidden: int = 0  #: hidden units of the head MLP; 0 = a single linear layer
 
     def __post_init__(self):
         check_choice("features", self.features, FEATURES)

@@ -18,10 +18,10 @@ from .registry import register_model
 
 @dataclass
 class LeNet5Config:
-    in_channels: int = 1  # image planes C (rendering channels)
-    image_size: int = 32  # side of the square input image in pixels (>= 16)
-    activation: str = "relu"  # "relu" or "tanh" after every conv and hidden fc layer
-    pool: str = "max"  # "max" or "avg" 2x2 pooling after each conv
+    in_channels: int = 1  #: image planes C (rendering channels)
+    image_size: int = 32  #: side of the square input image in pixels (>= 16)
+    activation: str = "relu"  #: "relu" or "tanh" after every conv and hidden fc layer
+    pool: str = "max"  #: "max" or "avg" 2x2 pooling after each conv
 
     def __post_init__(self):
         check_int("in_channels", self.in_channels)

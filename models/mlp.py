@@ -12,11 +12,11 @@ from .registry import register_model
 
 @dataclass
 class MLPConfig:
-    in_channels: int = 1  # image planes C (rendering channels)
-    image_size: int = 32  # side of the square input image in pixels
-    hidden: int = 512  # units of the first hidden layer
-    hidden2: int = 256  # units of the second hidden layer; 0 = only one hidden layer
-    dropout: float = 0.3  # dropout after each hidden layer
+    in_channels: int = 1  #: image planes C (rendering channels)
+    image_size: int = 32  #: side of the square input image in pixels
+    hidden: int = 512  #: units of the first hidden layer
+    hidden2: int = 256  #: units of the second hidden layer; 0 = only one hidden layer
+    dropout: float = 0.3  #: dropout after each hidden layer
 
     def __post_init__(self):
         check_int("in_channels", self.in_channels)

@@ -27,10 +27,12 @@ INPUT_KINDS = ("sequence", "image", "both")
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """A registered model, as :func:`models.model_entry` returns it."""
+
     name: str
-    cls: type  # the nn.Module class
-    config_cls: type  # its @dataclass config
-    input_kind: str  # sequence | image | both
+    cls: type  #: the nn.Module class
+    config_cls: type  #: its @dataclass config
+    input_kind: str  #: "sequence", "image" or "both"
     description: str
 
 

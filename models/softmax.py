@@ -12,8 +12,8 @@ from .registry import register_model
 
 @dataclass
 class SoftmaxConfig:
-    in_channels: int = 1  # image planes C (rendering channels)
-    image_size: int = 32  # side of the square input image in pixels
+    in_channels: int = 1  #: image planes C (rendering channels)
+    image_size: int = 32  #: side of the square input image in pixels
 
     def __post_init__(self):
         check_int("in_channels", self.in_channels)

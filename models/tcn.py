@@ -33,12 +33,12 @@ from .registry import register_model
 
 @dataclass
 class TCNConfig:
-    features: str = "both"  # "points": [x, y, pen_up]; "deltas": [dx, dy, pen_up] (stroke-3); "both": [x, y, dx, dy, pen_up]
-    channels: int = 128  # channels of the residual stream
-    blocks: int = 6  # residual blocks; block i has dilation 2**i (1, 2, 4, ...), receptive field 1 + 2*(k-1)*(2**blocks - 1)
-    kernel: int = 3  # temporal kernel size of each convolution (odd)
-    dropout: float = 0.1  # dropout inside each block and before the head
-    head_hidden: int = 0  # hidden units of the head MLP; 0 = a single linear layer
+    features: str = "both"  #: "points" [x, y, pen_up], "deltas" [dx, dy, pen_up] (stroke-3) or "both" [x, y, dx, dy, pen_up]
+    channels: int = 128  #: channels of the residual stream
+    blocks: int = 6  #: residual blocks; block i has dilation 2**i (1, 2, 4, ...), receptive field 1 + 2*(k-1)*(2**blocks - 1)
+    kernel: int = 3  #: temporal kernel size of each convolution (odd)
+    dropout: float = 0.1  #: dropout inside each block and before the head
+    head_hidden: int = 0  #: hidden units of the head MLP; 0 = a single linear layer
 
     def __post_init__(self):
         check_choice("features", self.features, FEATURES)

@@ -21,11 +21,11 @@ from .registry import register_model
 
 @dataclass
 class VGGGAPConfig:
-    in_channels: int = 1  # image planes C (rendering channels)
-    width: int = 32  # channels of the first stage; stage i has width * 2**i
-    stages: int = 4  # conv stages, with a 2x2 max-pool between consecutive ones (32 -> 16 -> 8 -> 4)
-    dropout: float = 0.3  # dropout on the pooled features (and in the head MLP, if any)
-    head_hidden: int = 0  # hidden units of the head MLP; 0 = a single linear layer
+    in_channels: int = 1  #: image planes C (rendering channels)
+    width: int = 32  #: channels of the first stage; stage i has width * 2**i
+    stages: int = 4  #: conv stages, with a 2x2 max-pool between consecutive ones (32 -> 16 -> 8 -> 4)
+    dropout: float = 0.3  #: dropout on the pooled features (and in the head MLP, if any)
+    head_hidden: int = 0  #: hidden units of the head MLP; 0 = a single linear layer
 
     def __post_init__(self):
         check_int("in_channels", self.in_channels)

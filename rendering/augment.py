@@ -16,11 +16,10 @@ batch, and nothing touches global RNG state. Inputs are never modified; the
 rasterizer clips safely. Numpy arrays are accepted too (converted to CPU
 tensors and converted back).
 
-Example::
-
-    aug = Augment((Affine(rotate=10), Jitter(0.003), Elastic(0.02)))
-    g = torch.Generator(device).manual_seed(0)
-    points = aug(points, offsets, generator=g)
+Example:
+    >>> aug = Augment((Affine(rotate=10), Jitter(0.003), Elastic(0.02)))
+    >>> g = torch.Generator(device).manual_seed(0)
+    >>> points = aug(points, offsets, generator=g)
 """
 
 from __future__ import annotations
@@ -95,6 +94,7 @@ class _Step:
         raise NotImplementedError
 
     def to_config(self) -> dict[str, Any]:
+        """The step as plain JSON data: its ``name`` and its fields."""
         d = dataclasses.asdict(self)
         return {"name": self.name, **{k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}}
 
@@ -110,10 +110,10 @@ class Affine(_Step):
     """Random rotation, shear, anisotropic scale and translation about the square's centre."""
 
     name = "affine"
-    rotate: float = 10.0  # max |rotation| in degrees
-    shear: float = 0.15  # max |horizontal shear| (x += shear * y)
-    scale: tuple[float, float] = (0.9, 1.1)  # range of the x and y scale factors, drawn independently
-    translate: float = 0.05  # max |shift| per axis, in fractions of the square
+    rotate: float = 10.0  #: largest rotation either way, in degrees
+    shear: float = 0.15  #: largest horizontal shear either way (x += shear * y)
+    scale: tuple[float, float] = (0.9, 1.1)  #: range of the x and y scale factors, drawn independently
+    translate: float = 0.05  #: largest shift either way per axis, in fractions of the square
 
     def __post_init__(self):
         object.__setattr__(self, "scale", tuple(float(s) for s in self.scale))
@@ -151,7 +151,7 @@ class Jitter(_Step):
     """Independent Gaussian noise on every point."""
 
     name = "jitter"
-    sigma: float = 0.004  # standard deviation, in fractions of the square
+    sigma: float = 0.004  #: standard deviation, in fractions of the square
 
     def __post_init__(self):
         if not self.sigma >= 0:
@@ -173,9 +173,9 @@ class Elastic(_Step):
     """
 
     name = "elastic"
-    alpha: float = 0.02  # typical displacement, in fractions of the square
-    waves: int = 4  # plane waves summed per axis
-    frequency: float = 1.5  # max spatial frequency, cycles per unit square
+    alpha: float = 0.02  #: typical displacement, in fractions of the square
+    waves: int = 4  #: plane waves summed per axis
+    frequency: float = 1.5  #: max spatial frequency, cycles per unit square
 
     def __post_init__(self):
         if not self.alpha >= 0 or not self.frequency >= 0:
@@ -218,10 +218,12 @@ class Augment:
         return restore(xy)
 
     def to_config(self) -> list[dict[str, Any]]:
+        """The chain as plain JSON data, one entry per step; :meth:`from_config` reverses it."""
         return [s.to_config() for s in self.steps]
 
     @classmethod
     def from_config(cls, config: Sequence[dict[str, Any]]) -> "Augment":
+        """Rebuild a chain from :meth:`to_config` (see :func:`augment_from_config`)."""
         return augment_from_config(config)
 
 

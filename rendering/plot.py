@@ -21,12 +21,20 @@ def _plane_names(channels: Sequence[str]) -> list[str]:
 
 
 def planes_to_rgb(image: np.ndarray, channels: Sequence[str]) -> np.ndarray:
-    """One sample ``(C, S, S)`` -> an RGB strip ``(S, k * S + k - 1, 3)``, one panel per channel.
+    """One rendered sample as an RGB strip, one panel per channel.
 
     ``ink`` is dark on white. ``order`` and ``stroke`` show the channel value
     (divided by the ink coverage, which recovers the per-point value) as a
     viridis colour, faded by coverage. ``direction`` shows the pen angle as a
     hue.
+
+    Args:
+        image: ``(C, S, S)``, as :func:`rendering.rasterize` renders one sample.
+        channels: the channels it was rendered with (k of them).
+
+    Returns:
+        float ``(S, k * S + k - 1, 3)`` RGB in [0, 1], the panels separated by
+        one grey column.
     """
     import matplotlib
 
@@ -64,9 +72,20 @@ def save_grid(
     columns: int | None = None,
     suptitle: str | None = None,
 ) -> Path:
-    """Write a grid of rendered samples ``(N, C, S, S)`` with a title under each, atomically.
+    """Write a grid of rendered samples with a title over each, atomically.
 
-    The format follows the file suffix (``.png``, ``.pdf``, ``.svg``...).
+    Args:
+        images: ``(N, C, S, S)`` renders.
+        titles: one title per sample.
+        path: the output file; its suffix gives the format (``.png``, ``.pdf``,
+            ``.svg``...).
+        channels: the channels the images were rendered with (see
+            :func:`planes_to_rgb`).
+        columns: samples per row (default: about a 3:2 grid).
+        suptitle: a title for the whole figure.
+
+    Returns:
+        ``path``, as a :class:`~pathlib.Path`.
     """
     import matplotlib
 

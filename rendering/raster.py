@@ -1,53 +1,50 @@
 """Rasterize normalized ink (points-3, unit square) into images.
 
-Geometry
---------
-An image of ``size x size`` pixels covers the unit square: pixel ``(row, col)``
-covers ``x in [col / size, (col + 1) / size)`` and ``y in [row / size,
-(row + 1) / size)``, so row 0 is the top (y points down, as in
-:func:`strokes.normalize` with ``flip_y=False``). Coordinates outside the
-square are allowed; whatever falls outside the image is clipped away.
+Geometry:
+    An image of ``size x size`` pixels covers the unit square: pixel ``(row, col)``
+    covers ``x in [col / size, (col + 1) / size)`` and ``y in [row / size,
+    (row + 1) / size)``, so row 0 is the top (y points down, as in
+    :func:`strokes.normalize` with ``flip_y=False``). Coordinates outside the
+    square are allowed; whatever falls outside the image is clipped away.
 
-What is drawn
--------------
-Line segments join consecutive points of a stroke; a one-point stroke is a dot
-of the same thickness; nothing joins one stroke to the next. ``thickness`` is
-the line width in pixels (at least 1, so every point inks the pixel that holds
-it).
+What is drawn:
+    Line segments join consecutive points of a stroke; a one-point stroke is a dot
+    of the same thickness; nothing joins one stroke to the next. ``thickness`` is
+    the line width in pixels (at least 1, so every point inks the pixel that holds
+    it).
 
-* ``antialias=True``: a pixel's ink is ``clip(thickness / 2 + 0.5 - d, 0, 1)``
-  where ``d`` is the distance (in pixels) from its centre to the nearest
-  segment: a one-pixel linear ramp, the usual cheap approximation of area
-  coverage.
-* ``antialias=False``: a pixel is inked (1.0) when the square of side
-  ``thickness`` centred on it meets a segment (a "supercover" line); exact
-  ties, such as a point on a pixel corner, count as ink (a 2e-5 pixel slack).
+    * ``antialias=True``: a pixel's ink is ``clip(thickness / 2 + 0.5 - d, 0, 1)``
+      where ``d`` is the distance (in pixels) from its centre to the nearest
+      segment: a one-pixel linear ramp, the usual cheap approximation of area
+      coverage.
+    * ``antialias=False``: a pixel is inked (1.0) when the square of side
+      ``thickness`` centred on it meets a segment (a "supercover" line); exact
+      ties, such as a point on a pixel corner, count as ink (a 2e-5 pixel slack).
 
-Segments shorter than about 1e-19 pixels (their squared length underflows
-float32) are drawn as dots.
+    Segments shorter than about 1e-19 pixels (their squared length underflows
+    float32) are drawn as dots.
 
-Overlaps compose by max, never by sum, so ink stays in [0, 1].
+    Overlaps compose by max, never by sum, so ink stays in [0, 1].
 
-Channels
---------
-``channels`` picks the planes of the output, in order (see :data:`CHANNELS`):
+Channels:
+    ``channels`` picks the planes of the output, in order (see :data:`rendering.CHANNELS`):
 
-``"ink"``
-    the plain image above.
-``"order"``
-    point order as intensity: the k-th of n points of the ink has value
-    ``k / n`` (1-based), interpolated along each segment and multiplied by the
-    ink coverage, so late parts of the drawing are bright and early ones dim.
-    Inks from :func:`strokes.normalize` with ``spacing=`` are evenly spaced,
-    which makes this proportional to the distance travelled by the pen.
-``"stroke"``
-    stroke index as intensity: stroke j of m (1-based) has value ``j / m``.
-``"direction"``
-    two planes: the pen direction of each segment, ``(dx / |d| + 1) / 2`` and
-    ``(dy / |d| + 1) / 2``, times the coverage (0.5 for dots).
+    ``"ink"``
+        the plain image above.
+    ``"order"``
+        point order as intensity: the k-th of n points of the ink has value
+        ``k / n`` (1-based), interpolated along each segment and multiplied by the
+        ink coverage, so late parts of the drawing are bright and early ones dim.
+        Inks from :func:`strokes.normalize` with ``spacing=`` are evenly spaced,
+        which makes this proportional to the distance travelled by the pen.
+    ``"stroke"``
+        stroke index as intensity: stroke j of m (1-based) has value ``j / m``.
+    ``"direction"``
+        two planes: the pen direction of each segment, ``(dx / |d| + 1) / 2`` and
+        ``(dy / |d| + 1) / 2``, times the coverage (0.5 for dots).
 
-Where several segments cover a pixel, every plane takes the max over them of
-``coverage * value``.
+    Where several segments cover a pixel, every plane takes the max over them of
+    ``coverage * value``.
 """
 
 from __future__ import annotations
@@ -79,10 +76,10 @@ MAX_SIZE = 1024
 class RenderConfig:
     """How to render: travels with a model checkpoint (``to_config``/``from_config``)."""
 
-    size: int = 32  # image side in pixels
-    thickness: float = 1.0  # line width in pixels (>= 1)
-    antialias: bool = True  # one-pixel linear ramp at the line edge; False: hard 0/1 pixels
-    channels: tuple[str, ...] = ("ink",)  # planes of the output, see CHANNELS
+    size: int = 32  #: image side in pixels
+    thickness: float = 1.0  #: line width in pixels (>= 1)
+    antialias: bool = True  #: a one-pixel linear ramp at the line edge, or (False) hard 0/1 pixels
+    channels: tuple[str, ...] = ("ink",)  #: planes of the output, see CHANNELS
 
     def __post_init__(self):
         if isinstance(self.channels, str):
@@ -118,12 +115,14 @@ class RenderConfig:
         return sum(CHANNELS[c] for c in self.channels)
 
     def to_config(self) -> dict:
+        """The config as plain JSON data (``channels`` as a list)."""
         d = dataclasses.asdict(self)
         d["channels"] = list(self.channels)
         return d
 
     @classmethod
     def from_config(cls, config: dict) -> "RenderConfig":
+        """Rebuild a config from :meth:`to_config`; unknown keys raise ``ValueError``."""
         unknown = set(config) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown render option(s) {sorted(unknown)}")
@@ -167,11 +166,18 @@ def _check_points(points: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, 
 
 
 def rasterize_batch(points: np.ndarray, offsets: np.ndarray, size: int = 32, **options) -> np.ndarray:
-    """Render a ragged batch: ``points`` ``(P, 3)``, sample i at ``offsets[i]:offsets[i + 1]``.
+    """Render a ragged batch of normalized inks: the fast path, no Python loop per sample or segment.
 
-    The fast path: no Python loop per sample or segment. Returns float32
-    ``(N, C, size, size)``. Empty samples give blank images. Options as for
-    :func:`rasterize`.
+    Args:
+        points: ``(P, 3)`` ``[x, y, pen_up]``, the points of all inks one after another.
+        offsets: ``(N + 1,)`` integers; ink i is ``points[offsets[i]:offsets[i + 1]]``
+            (an empty ink gives a blank image).
+        size: image side in pixels.
+        **options: ``thickness``, ``antialias``, ``channels`` or ``config``, as for
+            :func:`rasterize`.
+
+    Returns:
+        float32 ``(N, C, size, size)``, values in [0, 1].
     """
     cfg = _config(size, options)
     pts, offs = _check_points(points, offsets)
@@ -228,10 +234,17 @@ def rasterize(inks, size: int = 32, **options) -> np.ndarray:
         size: image side in pixels.
         thickness: line width in pixels (default 1, at least 1).
         antialias: anti-aliased edges (default True) or hard 0/1 pixels.
-        channels: planes to draw, default ``("ink",)``; see the module docs.
+        channels: planes to draw, default ``("ink",)``; see :mod:`rendering.raster`.
         config: a :class:`RenderConfig` instead of the three options above.
 
-    Values are in [0, 1]. See the module docstring for the geometry.
+    Returns:
+        float32 ``(N, C, size, size)``, values in [0, 1]; see :mod:`rendering.raster`
+        for the geometry.
+
+    Raises:
+        ValueError: for malformed inks (wrong shape, NaN or infinite coordinates)
+            or options out of range.
+        TypeError: for unknown options or inks of the wrong type.
     """
     ink_list = _as_ink_list(inks)
     lengths = np.fromiter((len(a) for a in ink_list), dtype=np.int64, count=len(ink_list))
@@ -254,11 +267,19 @@ def rasterize_dataset(
     progress: bool | None = None,
     **options,
 ) -> np.ndarray:
-    """Normalize (``pipeline``, default :func:`strokes.normalize.default_pipeline`) and
-    render every sample of a :class:`strokes.StrokeDataset`, in chunks of
-    ``batch_size`` samples straight from its ragged arrays.
+    """Normalize and render every sample of a dataset, in chunks, straight from its ragged arrays.
 
-    Returns float32 ``(len(ds), C, size, size)``.
+    Args:
+        ds: a :class:`strokes.StrokeDataset`.
+        pipeline: the normalization; default :func:`strokes.normalize.default_pipeline`.
+        size: image side in pixels.
+        batch_size: samples normalized and rendered per chunk.
+        progress: show a progress bar (None: only on a terminal).
+        **options: ``thickness``, ``antialias``, ``channels`` or ``config``, as for
+            :func:`rasterize`.
+
+    Returns:
+        float32 ``(len(ds), C, size, size)``.
     """
     from strokes._util import tqdm_disable
     from strokes.normalize import PenBatch, default_pipeline
@@ -283,14 +304,20 @@ def rasterize_dataset(
 def rasterize_torch(points, offsets=None, *, lengths=None, size: int = 32, **options):
     """The torch backend: render on the device of ``points``; returns a tensor there.
 
-    Two input layouts:
+    Args:
+        points: a tensor in one of two layouts: ragged ``(P, 3)`` with ``offsets``,
+            or padded ``(B, T, 3)`` with ``lengths``.
+        offsets: ``(N + 1,)`` for ragged points; ink i is
+            ``points[offsets[i]:offsets[i + 1]]`` (default: one ink of all P points).
+        lengths: ``(B,)`` for padded points; rows past a sample's length are
+            ignored (default: all T rows count).
+        size: image side in pixels.
+        **options: ``thickness``, ``antialias``, ``channels`` or ``config``, as for
+            :func:`rasterize`.
 
-    * ragged: ``points`` ``(P, 3)`` and ``offsets`` ``(N + 1,)``;
-    * padded: ``points`` ``(B, T, 3)`` and ``lengths`` ``(B,)`` (rows past a
-      sample's length are ignored; without ``lengths`` all T rows count).
-
-    Returns float32 ``(N, C, size, size)`` on ``points.device``, equal to the
-    numpy backend within 1e-5 for the same options.
+    Returns:
+        float32 ``(N, C, size, size)`` on ``points.device``, equal to the numpy
+        backend within 1e-5 for the same options.
     """
     import torch
 

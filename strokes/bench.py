@@ -66,9 +66,9 @@ __all__ = [
     "compatible_models",
 ]
 
-#: models of a full comparison: two sequence models, three image models, and fusion
+#: The models of a full comparison (two sequence models, three image models, and fusion).
 DEFAULT_MODELS = ("lstm", "tcn", "lenet5", "extexify_cnn", "vgg_gap", "fusion")
-#: the quick built-in run (``strokes bench`` with no data): one of each kind
+#: The models of the quick built-in run (``strokes bench`` with no data), one of each kind.
 QUICK_MODELS = ("gru", "tcn", "lenet5", "extexify_cnn", "fusion")
 
 _CELL_FORMAT = 1

@@ -128,12 +128,12 @@ def save_checkpoint(ckpt: dict, path, *, slim: bool = False) -> Path:
 class LoadedModel:
     """A model rebuilt from a checkpoint, with everything needed to use it."""
 
-    model: Any  # the torch module, in eval mode
+    model: Any  #: the torch module, in eval mode
     vocab: list[str]
-    pipeline: Any  # strokes.normalize.Pipeline
-    render: Any  # rendering.RenderConfig
-    input_kind: str  # sequence | image | both
-    checkpoint: dict = field(repr=False)  # the raw checkpoint (weights included)
+    pipeline: Any  #: strokes.normalize.Pipeline
+    render: Any  #: rendering.RenderConfig
+    input_kind: str  #: "sequence", "image" or "both"
+    checkpoint: dict = field(repr=False)  #: the raw checkpoint (weights included)
     source: str = "<memory>"
 
     @property
@@ -190,7 +190,12 @@ def read_checkpoint(source, map_location="cpu") -> dict:
 def load_checkpoint(source, device="cpu") -> LoadedModel:
     """Rebuild model, vocabulary, pipeline and render config from a checkpoint alone.
 
-    ``source`` is a path, a file object, or an already-read checkpoint dict.
+    Args:
+        source: a path, a file object, or an already-read checkpoint dict.
+        device: where to put the model.
+
+    Returns:
+        The :class:`LoadedModel`, in eval mode.
     """
     import models
     from rendering import RenderConfig

@@ -69,8 +69,10 @@ class StrokeDataset:
         sample_offsets: ``(N + 1,)`` int64 into the strokes.
         labels: ``(N,)`` int64 indices into :attr:`vocab`.
         vocab: sorted list of class names (LaTeX), fixed for the whole dataset.
-        writer_ids: ``(N,)`` int32 into :attr:`writer_names`, -1 when unknown.
-        source_ids: ``(N,)`` int32 into :attr:`source_names`, -1 when unknown.
+        writer_ids: ``(N,)`` int32 into ``writer_names``, -1 when unknown.
+        writer_names: the writers' names.
+        source_ids: ``(N,)`` int32 into ``source_names``, -1 when unknown.
+        source_names: where samples came from (files, ``file#group``, row ids).
         skipped: records the loader could not use, with reasons.
         name: where the data came from (a path, a DSN without password, ...).
         synthetic: True for procedurally generated data, never passed off as real.

@@ -30,10 +30,10 @@ __all__ = ["DistInfo", "init_from_env", "current", "launched_by_torchrun", "shut
 class DistInfo:
     """This process's place in the job."""
 
-    rank: int = 0  # global rank
-    world_size: int = 1  # processes in the job
-    local_rank: int = 0  # rank on this machine (the GPU index on CUDA)
-    backend: str | None = None  # "nccl" | "gloo" | None when not distributed
+    rank: int = 0  #: global rank
+    world_size: int = 1  #: processes in the job
+    local_rank: int = 0  #: rank on this machine (the GPU index on CUDA)
+    backend: str | None = None  #: "nccl" or "gloo", None when not distributed
 
     @property
     def enabled(self) -> bool:
@@ -60,8 +60,15 @@ def current() -> DistInfo:
 def init_from_env(device: str = "auto") -> DistInfo:
     """Join the process group described by torchrun's environment (no-op without it).
 
-    ``device``: ``auto`` picks NCCL when CUDA is available, else gloo; ``cpu``
-    forces gloo; ``cuda`` requires GPUs (one per local rank).
+    Args:
+        device: ``"auto"`` picks NCCL when CUDA is available, else gloo; ``"cpu"``
+            forces gloo; ``"cuda"`` requires GPUs (one per local rank).
+
+    Returns:
+        This process's :class:`DistInfo` (a single-process one without torchrun).
+
+    Raises:
+        ValueError: when ``device`` asks for CUDA and this rank has no GPU.
     """
     import torch
     import torch.distributed as dist

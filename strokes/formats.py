@@ -3,49 +3,48 @@
 This docstring is the one place where the formats are defined. Everything else
 in the toolkit refers here.
 
-Formats
--------
-``ink`` (raw strokes)
-    A list of strokes, each a float array of shape ``(n_i, 2)`` holding
-    ``[x, y]`` or ``(n_i, 3)`` holding ``[x, y, t]``. ``t`` is a timestamp in
-    milliseconds (any origin). The y axis points down, as on a screen. This is
-    what loaders return per sample (``ds[i].strokes``) and what
-    :func:`strokes.recognize` accepts, together with the looser shapes handled
-    by :func:`strokes.ink.as_ink` (lists of tuples, ``{x, y, t}`` dicts).
+Formats:
+    ``ink`` (raw strokes)
+        A list of strokes, each a float array of shape ``(n_i, 2)`` holding
+        ``[x, y]`` or ``(n_i, 3)`` holding ``[x, y, t]``. ``t`` is a timestamp in
+        milliseconds (any origin). The y axis points down, as on a screen. This is
+        what loaders return per sample (``ds[i].strokes``) and what
+        :func:`strokes.recognize` accepts, together with the looser shapes handled
+        by :func:`strokes.ink.as_ink` (lists of tuples, ``{x, y, t}`` dicts).
 
-``points-3`` (absolute pen format, our normalized format)
-    One float array of shape ``(n, 3)`` holding ``[x, y, pen_up]``, where
-    ``pen_up == 1`` on the *last* point of every stroke and ``0`` elsewhere.
-    The last row therefore always has ``pen_up == 1``. :func:`strokes.normalize`
-    returns this format, with x and y in the unit square.
+    ``points-3`` (absolute pen format, our normalized format)
+        One float array of shape ``(n, 3)`` holding ``[x, y, pen_up]``, where
+        ``pen_up == 1`` on the *last* point of every stroke and ``0`` elsewhere.
+        The last row therefore always has ``pen_up == 1``. :func:`strokes.normalize`
+        returns this format, with x and y in the unit square.
 
-``stroke-3`` (sketch-rnn deltas)
-    One float array of shape ``(n, 3)`` holding ``[dx, dy, pen_up]``. Row 0
-    holds the first point itself (its offset from the origin ``(0, 0)``), and
-    row ``i > 0`` holds ``p_i - p_{i-1}``. ``pen_up`` is the same as in
-    points-3: the pen lifts *after* this point. Summing the deltas gives back
-    the absolute points.
+    ``stroke-3`` (sketch-rnn deltas)
+        One float array of shape ``(n, 3)`` holding ``[dx, dy, pen_up]``. Row 0
+        holds the first point itself (its offset from the origin ``(0, 0)``), and
+        row ``i > 0`` holds ``p_i - p_{i-1}``. ``pen_up`` is the same as in
+        points-3: the pen lifts *after* this point. Summing the deltas gives back
+        the absolute points.
 
-``stroke-5`` (sketch-rnn with explicit end)
-    One float array of shape ``(n + 1, 5)`` holding ``[dx, dy, p1, p2, p3]``:
-    ``p1 = 1`` while the pen stays down after the point, ``p2 = 1`` when it
-    lifts, and a final row ``[0, 0, 0, 0, 1]`` marks the end of the drawing.
+    ``stroke-5`` (sketch-rnn with explicit end)
+        One float array of shape ``(n + 1, 5)`` holding ``[dx, dy, p1, p2, p3]``:
+        ``p1 = 1`` while the pen stays down after the point, ``p2 = 1`` when it
+        lifts, and a final row ``[0, 0, 0, 0, 1]`` marks the end of the drawing.
 
-``ragged`` (CSR, how datasets store many inks)
-    ``xy`` of shape ``(P, 2)`` float32 with all points of all strokes, and
-    ``stroke_offsets`` of shape ``(S + 1,)`` int64, so that stroke ``j`` is
-    ``xy[stroke_offsets[j]:stroke_offsets[j + 1]]``. A dataset adds
-    ``sample_offsets`` of shape ``(N + 1,)`` into the strokes, and an optional
-    float64 ``t`` of shape ``(P,)`` (NaN where unknown).
+    ``ragged`` (CSR, how datasets store many inks)
+        ``xy`` of shape ``(P, 2)`` float32 with all points of all strokes, and
+        ``stroke_offsets`` of shape ``(S + 1,)`` int64, so that stroke ``j`` is
+        ``xy[stroke_offsets[j]:stroke_offsets[j + 1]]``. A dataset adds
+        ``sample_offsets`` of shape ``(N + 1,)`` into the strokes, and an optional
+        float64 ``t`` of shape ``(P,)`` (NaN where unknown).
 
 Every conversion comes as an inverse pair, tested as a round trip:
 
-=====================  =====================
-``ink_to_points3``     ``points3_to_ink``
-``points3_to_stroke3`` ``stroke3_to_points3``
-``stroke3_to_stroke5`` ``stroke5_to_stroke3``
-``ink_to_ragged``      ``ragged_to_ink``
-=====================  =====================
+=========================================  =========================================
+:func:`ink_to_points3`                     :func:`points3_to_ink`
+:func:`points3_to_stroke3`                 :func:`stroke3_to_points3`
+:func:`stroke3_to_stroke5`                 :func:`stroke5_to_stroke3`
+:func:`ink_to_ragged`                      :func:`ragged_to_ink`
+=========================================  =========================================
 
 All functions are pure: they never modify their input.
 """

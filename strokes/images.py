@@ -38,9 +38,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ImageDataset", "ImageSample", "FOLD_TRAIN", "FOLD_TEST"]
 
-#: values of :attr:`ImageDataset.fold_roles`: the sample is in fold k's training list
+#: Role of a sample in ``fold_roles`` of an image dataset, for a fold whose training list holds it.
 FOLD_TRAIN = 1
-#: ... or in its test list (0: listed in neither)
+#: Role of a sample in ``fold_roles`` of an image dataset, for a fold whose test list holds it (0: in neither list).
 FOLD_TEST = 2
 
 
@@ -63,11 +63,13 @@ class ImageDataset:
             docstring on polarity).
         labels: ``(N,)`` int64 indices into :attr:`vocab`.
         vocab: sorted class names (LaTeX).
-        writer_ids: ``(N,)`` int32 into :attr:`writer_names`, -1 when unknown.
-        source_ids: ``(N,)`` int32 into :attr:`source_names` (file names), -1 when unknown.
+        writer_ids: ``(N,)`` int32 into ``writer_names``, -1 when unknown.
+        writer_names: the writers' names (HASYv2: its ``user_id`` values).
+        source_ids: ``(N,)`` int32 into ``source_names``, -1 when unknown.
+        source_names: where each sample came from (file paths).
         fold_roles: ``(N, K)`` int8 for data that comes with official folds
-            (HASYv2: K = 10): :data:`FOLD_TRAIN`, :data:`FOLD_TEST` or 0 per
-            fold; None when there are none.
+            (HASYv2: K = 10): :data:`strokes.images.FOLD_TRAIN`,
+            :data:`strokes.images.FOLD_TEST` or 0 per fold; None when there are none.
         skipped: records the loader could not use, with reasons.
         name: where the data came from.
         synthetic: True for generated data.

@@ -37,8 +37,8 @@ class PenBatch:
     ``data[offsets[i]:offsets[i + 1]]``; every sample ends with ``pen_up == 1``.
     """
 
-    data: np.ndarray  # (P, 3) float32 (float64 before UnitSquare when built from raw ink)
-    offsets: np.ndarray  # (N + 1,) int64
+    data: np.ndarray  #: (P, 3) float32 (float64 before UnitSquare when built from raw ink)
+    offsets: np.ndarray  #: (N + 1,) int64
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -93,6 +93,7 @@ class Step:
         raise NotImplementedError
 
     def to_config(self) -> dict[str, Any]:
+        """The step as plain JSON data: ``{"step": name, **fields}``."""
         return {"step": self.name, **asdict(self)}
 
 
@@ -126,8 +127,8 @@ class UnitSquare(Step):
     zero-width ``|`` or zero-height ``-`` keeps its length along its axis.
     """
 
-    margin: float = 0.05  # empty border on each side, as a fraction of the square
-    flip_y: bool = False  # True: y points up (mathematical axes) instead of screen-down
+    margin: float = 0.05  #: empty border on each side, as a fraction of the square
+    flip_y: bool = False  #: make y point up (mathematical axes) instead of screen-down
 
     name: ClassVar[str] = "unit_square"
 
@@ -166,8 +167,8 @@ class Resample(Step):
     allows) must be set. Stroke end points are kept.
     """
 
-    spacing: float | None = None  # distance between consecutive points
-    n_points: int | None = None  # points per sample (at least the number of strokes)
+    spacing: float | None = None  #: distance between consecutive points
+    n_points: int | None = None  #: points per sample (at least the number of strokes)
 
     name: ClassVar[str] = "resample"
 
@@ -258,7 +259,7 @@ class Resample(Step):
 class Smooth(Step):
     """Moving average [1/4, 1/2, 1/4] along each stroke, ``iterations`` times; ends stay."""
 
-    iterations: int = 1  # how many passes of the kernel
+    iterations: int = 1  #: how many passes of the kernel
 
     name: ClassVar[str] = "smooth"
 
@@ -308,10 +309,16 @@ class Pipeline:
         return self(PenBatch.from_dataset(ds))
 
     def to_config(self) -> list[dict[str, Any]]:
+        """The pipeline as plain JSON data, one entry per step; :meth:`from_config` reverses it."""
         return [s.to_config() for s in self.steps]
 
     @classmethod
     def from_config(cls, config: Sequence[dict[str, Any]]) -> "Pipeline":
+        """Rebuild a pipeline from :meth:`to_config`.
+
+        Raises:
+            ValueError: for an unknown step name or an option the step does not take.
+        """
         steps = []
         for entry in config:
             entry = dict(entry)

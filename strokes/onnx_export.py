@@ -77,9 +77,20 @@ def example_inputs(loaded, batch: int = 4, length: int = 20, seed: int = 0) -> d
 
 
 def export_onnx(checkpoint, output, *, check: bool = True, opset: int = 18) -> dict:
-    """Write ``checkpoint`` as ONNX to ``output`` (atomically); with ``check``, compare with onnxruntime.
+    """Write ``checkpoint`` as ONNX to ``output``, atomically.
 
-    Returns ``{"path", "inputs", "max_abs_diff"}``.
+    Args:
+        checkpoint: a checkpoint path (or anything :func:`strokes.checkpoint.load_checkpoint` takes).
+        output: the ``.onnx`` file to write.
+        check: run the file with onnxruntime and compare with PyTorch.
+        opset: the ONNX opset version.
+
+    Returns:
+        ``{"path", "inputs", "exporter"}``, and with ``check`` also ``"max_abs_diff"``.
+
+    Raises:
+        ValueError: when the ``onnx`` extra is not installed or no exporter can
+            export the model.
     """
     try:
         import onnx  # noqa: F401
@@ -145,7 +156,21 @@ def export_onnx(checkpoint, output, *, check: bool = True, opset: int = 18) -> d
 
 
 def check_onnx(path, loaded, inputs: dict | None = None, atol: float = 1e-4) -> float:
-    """Run the ONNX file with onnxruntime on ``inputs`` and compare with PyTorch; returns max |diff|."""
+    """Run the ONNX file with onnxruntime on ``inputs`` and compare with PyTorch.
+
+    Args:
+        path: the ``.onnx`` file.
+        loaded: the :class:`~strokes.checkpoint.LoadedModel` it was exported from.
+        inputs: the model's input tensors by name (default: a small random batch).
+        atol: the tolerance, relative to the largest logit (at least 1).
+
+    Returns:
+        The largest absolute difference between the two outputs.
+
+    Raises:
+        ValueError: when onnxruntime is missing or the outputs differ by more
+            than the tolerance.
+    """
     import torch
 
     try:

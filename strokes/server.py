@@ -48,11 +48,11 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 class ServeConfig:
     """Limits and batching of the server."""
 
-    max_body: int = 256 * 1024  # bytes of request body; more gets 413
-    max_points: int = 20_000  # points per request; more gets 400
-    max_strokes: int = 200  # strokes per request; more gets 400
-    max_k: int = 50  # largest ?k= (and never more than the vocabulary)
-    max_batch: int = 64  # inks classified together by the inference thread
+    max_body: int = 256 * 1024  #: bytes of request body; more gets 413
+    max_points: int = 20_000  #: points per request; more gets 400
+    max_strokes: int = 200  #: strokes per request; more gets 400
+    max_k: int = 50  #: largest ?k= (and never more than the vocabulary)
+    max_batch: int = 64  #: inks classified together by the inference thread
 
     def __post_init__(self):
         for name in ("max_body", "max_points", "max_strokes", "max_k", "max_batch"):
@@ -74,11 +74,16 @@ def _reject_constant(name: str):
 
 
 def parse_ink(payload, config: ServeConfig) -> list[np.ndarray]:
-    """Validate a decoded request body into a list of ``(n, 2|3)`` float64 strokes.
+    """Validate a decoded request body into a list of ``(n, 2)`` or ``(n, 3)`` float64 strokes.
 
-    Accepts ``{"strokes": STROKES}`` or ``STROKES``, where each stroke is a list
-    of ``{"x", "y"[, "t"]}`` objects or ``[x, y(, t)]`` lists. Raises
-    :class:`BadRequest` naming the stroke and point that are wrong.
+    Args:
+        payload: the decoded JSON, ``{"strokes": STROKES}`` or ``STROKES``, where
+            each stroke is a list of ``{"x", "y"[, "t"]}`` objects or
+            ``[x, y(, t)]`` lists.
+        config: the limits (points, strokes) to enforce.
+
+    Raises:
+        BadRequest: naming the stroke and point that are wrong.
     """
     from .ink import as_ink
 
@@ -188,8 +193,14 @@ class _Batcher:
 
 
 def create_app(recognizer=None, *, model=None, device: str = "cpu", config: ServeConfig | None = None):
-    """The Starlette application. ``recognizer`` (a :class:`strokes.recognizer.Recognizer`)
-    or ``model`` (a checkpoint path; default: the shipped model) says what classifies."""
+    """The Starlette application: the drawing page and the JSON API.
+
+    Args:
+        recognizer: a :class:`strokes.recognizer.Recognizer` to classify with.
+        model: or a checkpoint path to load one from (default: the shipped model).
+        device: where to run the model.
+        config: limits and batching (default: :class:`ServeConfig` defaults).
+    """
     try:
         from starlette.applications import Starlette
         from starlette.exceptions import HTTPException

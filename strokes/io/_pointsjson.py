@@ -45,11 +45,11 @@ _POW10 = 10.0 ** np.arange(23)
 class ParsedRows:
     """Points of the rows that parsed (``ok``), in row order, as ragged arrays."""
 
-    ok: np.ndarray  # (R,) bool: row parsed by the fast path
-    xy: np.ndarray  # (P, 2) float64
-    t: np.ndarray  # (P,) float64, NaN for [x, y] points
-    stroke_lengths: np.ndarray  # (S,) int64 points per stroke
-    row_nstrokes: np.ndarray  # (R_ok,) int64 strokes per parsed row
+    ok: np.ndarray  #: (R,) bool, True where the fast path parsed the row
+    xy: np.ndarray  #: (P, 2) float64
+    t: np.ndarray  #: (P,) float64, NaN for [x, y] points
+    stroke_lengths: np.ndarray  #: (S,) int64 points per stroke
+    row_nstrokes: np.ndarray  #: (R_ok,) int64 strokes per parsed row
 
 
 def _segment_ids(positions: np.ndarray, starts: np.ndarray) -> np.ndarray:

@@ -135,7 +135,7 @@ class PreparedRows:
     """
 
     rows_in: int
-    skips: list  # (source, reason) for rows that cannot be used at all
+    skips: list  #: (source, reason) for rows that cannot be used at all
     sources: list
     keys: list
     ok: np.ndarray

@@ -16,7 +16,7 @@ a directory like this::
 Paths in a CSV are relative to that CSV's directory (``hasy-data/v2-00000.png``
 in the labels file, ``../../hasy-data/v2-00000.png`` in the fold lists).
 :func:`load_hasy` reads the labels file, decodes every PNG, and marks each
-sample's role in each official fold (:attr:`strokes.images.ImageDataset.fold_roles`),
+sample's role in each official fold (``fold_roles`` of the :class:`strokes.ImageDataset`),
 so ``strokes bench --split hasy-folds`` can run the paper's 10-fold protocol.
 
 Ink polarity: HASYv2 stores dark ink on a bright background; the toolkit uses
