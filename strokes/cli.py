@@ -248,7 +248,7 @@ def cmd_eval(args) -> int:
     if subset in ("test", "val"):
         sp = checkpoint_split(loaded.checkpoint, ds)
         ds = ds.subset(sp.test if subset == "test" else sp.val)
-    report = evaluate(loaded, ds, device=device, batch_size=args.batch_size)
+    report = evaluate(loaded, ds, device=device, batch_size=args.batch_size, shared_classes=args.shared_classes)
     report["subset"] = subset
     print(format_report(report, top=args.top))
     if args.out:
@@ -308,11 +308,19 @@ def cmd_export_onnx(args) -> int:
 def cmd_stats(args) -> int:
     ds = _load(args)
     _summary(ds)
-    pts, strk = ds.points_per_sample(), ds.strokes_per_sample()
     q = [0, 5, 25, 50, 75, 95, 100]
-    print("\n  per sample      " + "".join(f"{'p' + str(p):>8}" for p in q) + "    mean")
-    for name, v in (("points", pts), ("strokes", strk)):
-        print(f"  {name:<16}" + "".join(f"{x:8.0f}" for x in np.percentile(v, q)) + f"{v.mean():8.1f}")
+    if hasattr(ds, "images"):  # image-only data (HASYv2)
+        s = ds.image_size
+        ink = ds.images.reshape(len(ds), -1).mean(1) if len(ds) else np.zeros(1)
+        print(f"  images: {s}x{s}, ink bright (stored {ds.info.get('ink_in_files', '?')} in the files), "
+              f"official folds: {ds.num_folds or 'none'}")
+        print("\n  per sample      " + "".join(f"{'p' + str(p):>8}" for p in q) + "    mean")
+        print("  ink coverage %  " + "".join(f"{100 * x:8.1f}" for x in np.percentile(ink, q)) + f"{100 * ink.mean():8.1f}")
+    else:
+        pts, strk = ds.points_per_sample(), ds.strokes_per_sample()
+        print("\n  per sample      " + "".join(f"{'p' + str(p):>8}" for p in q) + "    mean")
+        for name, v in (("points", pts), ("strokes", strk)):
+            print(f"  {name:<16}" + "".join(f"{x:8.0f}" for x in np.percentile(v, q)) + f"{v.mean():8.1f}")
     counts = np.bincount(ds.labels, minlength=len(ds.vocab))
     order = np.argsort(-counts, kind="stable")
     print(f"\n  class counts (min {counts.min()}, median {int(np.median(counts))}, max {counts.max()}):")
@@ -427,6 +435,48 @@ def cmd_db_load(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    """``strokes tune``: an Optuna search over one model's hyper-parameters (see :mod:`strokes.tune`)."""
+    import shlex
+
+    from .train import TrainConfig
+    from .tune import require_optuna, search_space, tune
+
+    optuna = require_optuna()  # a clear error before any data is loaded
+    if args.verbose == 0:
+        logging.getLogger("strokes.tune").setLevel(logging.INFO)  # a line per trial; the trainers stay quiet
+    optuna.logging.set_verbosity(logging.WARNING if args.verbose == 0 else logging.INFO)
+    given = {
+        name: getattr(args, name)
+        for name in ("epochs", "batch_size", "max_train_samples", "time_budget", "device")
+        if getattr(args, name) is not None
+    }
+    base = TrainConfig(model=args.model, model_options=_parse_options(args.option), **given)
+    search_space(args.model, base)  # an unknown model fails now, naming the valid ones
+    out = Path(args.out or f"runs/tune-{args.model}")
+    ds = _load(args)
+    _interrupt_on_signals()
+    result = tune(
+        ds, args.model, args.trials, out, base=base, timeout=args.timeout, pruner=args.pruner, seed=args.seed,
+        progress=None, command=shlex.join(["strokes", *getattr(args, "argv", sys.argv[1:])]),
+    )  # fmt: skip
+    states = result["states"]
+    print(
+        f"strokes tune: {result['n_trials']} trial(s) in {out / 'study.db'} ({states.get('COMPLETE', 0)} complete, "
+        f"{states.get('PRUNED', 0)} pruned, {states.get('FAIL', 0)} failed); {result['ran']} run now"
+    )
+    best = result["best"]
+    if best is None:
+        print("strokes tune: no trial has completed yet, so there is no best_config.json", file=sys.stderr)
+        return 1
+    print(f"best: trial {best['number']}, val top-1 {best['value']:.4f}")
+    for name, value in best["params"].items():
+        print(f"  {name} = {value:.4g}" if isinstance(value, float) else f"  {name} = {value}")
+    print(f"wrote {', '.join(Path(f).name for f in result['files'])} to {out}")
+    print(f"train it: strokes train DATA --config {out / 'best_config.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="strokes",
@@ -526,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--time-budget", type=float, default=None, metavar="SECONDS", help="training seconds per model and seed (with --epochs: whichever ends first)")
     sp.add_argument("--seeds", type=int, default=None, help="seeds per model (default 3; quick run 2)")
     sp.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
-    sp.add_argument("--split", default="writer", help="writer | random | kfold:K (default writer)")
+    sp.add_argument("--split", default="writer", help="writer | random | kfold:K | hasy-folds[:LIST] (HASYv2's official folds, e.g. hasy-folds:1-3) (default writer)")
     sp.add_argument("--batch-size", type=int, default=None, help="training batch size, every model (default 128; quick run 32)")
     sp.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, every model (default 2e-3)")
     sp.add_argument("--no-augment", action="store_true", help="train without augmentation")
@@ -539,6 +589,41 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     sp.add_argument("--out", default=None, help="output directory (default benchmarks/results/<timestamp>-<data>/)")
     sp.set_defaults(func=cmd_bench)
+
+    import textwrap
+
+    from .tune import DEFAULT_EPOCHS, PRUNERS, format_spaces
+
+    sp = sub.add_parser(
+        "tune",
+        help="hyper-parameter search with Optuna (needs the 'tune' extra)",
+        description=textwrap.fill(
+            "Search MODEL's learning rate, weight decay, augmentation strength and architecture (width, depth, "
+            "dropout) with Optuna's TPE sampler, maximizing val top-1 on a writer-disjoint split; bad trials are "
+            "pruned from their per-epoch val top-1. Results go to OUT: study.db (SQLite; the same command with the "
+            "same --out resumes, --trials being the total), best_config.json (for strokes train --config), best.pt, "
+            "trials.csv, optimization_history.png and param_importances.png. Needs: "
+            "pip install -c constraints.txt -e '.[tune]'.",
+            width=79,
+        ),
+        epilog="search spaces (an --option fixes a field and removes it from the search):\n\n"
+        + textwrap.indent(format_spaces(), "  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data_args(sp)
+    sp.add_argument("--model", required=True, help="the model to tune, from models.list_models()")
+    sp.add_argument("--trials", type=int, default=20, help="total complete or pruned trials the study should have (default 20)")
+    sp.add_argument("--time-budget", type=float, default=None, metavar="SECONDS", help="training seconds per trial (default: epochs only)")
+    sp.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="wall-clock limit of this run: no trial starts after it")
+    sp.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"maximum epochs per trial (default {DEFAULT_EPOCHS})")
+    sp.add_argument("--pruner", choices=PRUNERS, default="median", help="stop bad trials early: median (default), halving (successive halving) or none")
+    sp.add_argument("--batch-size", type=int, default=None, help="training batch size of every trial (default 128)")
+    sp.add_argument("--max-train-samples", type=int, default=None, help="train every trial on a random subset (quick searches)")
+    sp.add_argument("--option", action="append", metavar="KEY=VALUE", help="fix a model config field (repeatable); it is not searched")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (default 0); trials train with seed 0")
+    sp.add_argument("--device", default=None, help="auto | cpu | cuda (default auto)")
+    sp.add_argument("--out", default=None, help="output directory (default runs/tune-MODEL)")
+    sp.set_defaults(func=cmd_tune)
 
     sp = sub.add_parser(
         "serve",
@@ -567,6 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--subset", choices=["auto", "test", "val", "all"], default="auto", help="which samples (default auto)")
     sp.add_argument("--out", default=None, help="directory for metrics.json and the plots")
     sp.add_argument("--top", type=int, default=20, help="rows in the worst-class and confusion lists")
+    sp.add_argument("--shared-classes", action="store_true", help="let the model choose only among classes DATA also has (models and data with different vocabularies, e.g. CROHME vs HASYv2)")
     sp.add_argument("--batch-size", type=int, default=1024, help="default 1024")
     sp.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     sp.set_defaults(func=cmd_eval)

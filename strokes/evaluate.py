@@ -223,6 +223,12 @@ def format_report(report: dict, top: int = 20) -> str:
             f"  {report['unknown_label_samples']} samples have labels the model does not know "
             f"(counted as errors): {report['unknown_labels'][:10]}"
         )
+        lines.append(
+            f"  on the {report['samples'] - report['unknown_label_samples']} samples of classes it knows: "
+            f"top-1 {report['top1_known']:.4f}   top-5 {report['top5_known']:.4f}"
+        )
+    if report.get("restricted_to_shared_classes"):
+        lines.append(f"  choices restricted to the {report['shared_classes']} classes the model and the data share")
     worst = sorted((c for c in report["per_class"] if c["recall"] is not None), key=lambda c: c["recall"])[:top]
     lines.append(f"  lowest recall ({len(worst)} of {len(report['per_class'])} classes):")
     lines += [f"    {c['label']:>14s}  recall {c['recall']:.3f}  support {c['support']}" for c in worst]

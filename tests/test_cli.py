@@ -69,7 +69,11 @@ def dump(tmp_path) -> Path:
 
 
 # ------------------------------------------------------------------ help
-@pytest.mark.parametrize("args", [[], ["import"], ["stats"], ["render"], ["db"], ["db", "load"]])
+@pytest.mark.parametrize(
+    "args",
+    [[], ["import"], ["stats"], ["render"], ["train"], ["eval"], ["recognize"], ["export-onnx"], ["bench"], ["tune"],
+     ["serve"], ["db"], ["db", "load"]],
+)
 def test_help_exits_zero(args):
     r = run(*args, "--help")
     assert r.returncode == 0, r.stderr

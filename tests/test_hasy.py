@@ -311,3 +311,22 @@ def test_bench_refuses_what_cannot_run(hasy, strokes_ds, tmp_path):
     with pytest.raises(ValueError, match="has folds 1 to 10"):
         run_bench(hasy, BenchConfig(models=("softmax",), epochs=1, seeds=1, split="hasy-folds:11", device="cpu"),
                   tmp_path / "c", progress=False)
+
+
+def test_cli_stats_eval_and_tune_on_hasy(stroke_model, hasy_dir, tmp_path, capsys):
+    from strokes.cli import main
+
+    assert main(["stats", str(hasy_dir), "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "format hasy" in out and "official folds: 10" in out and "ink coverage" in out
+    assert main(["eval", str(stroke_model[0]), str(hasy_dir), "--shared-classes", "--out", str(tmp_path / "ev")]) == 0
+    report = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert report["restricted_to_shared_classes"] and report["subset"] == "all" and report["top1"] > 0.5
+    assert main(["train", str(hasy_dir), "--model", "gru", "--epochs", "1"]) == 2
+    assert "holds only images" in capsys.readouterr().err
+    pytest.importorskip("optuna")
+    code = main(["tune", str(hasy_dir), "--model", "softmax", "--trials", "2", "--epochs", "1", "--batch-size", "64",
+                 "--pruner", "none", "--device", "cpu", "--out", str(tmp_path / "tune")])
+    assert code == 0
+    best = json.loads((tmp_path / "tune" / "best_config.json").read_text())
+    assert best["train"]["model"] == "softmax"
