@@ -4,10 +4,11 @@ Image-only data (HASYv2) has no points to distort, but the same random
 transforms apply to its pixels: each output pixel ``q`` (its centre, in the
 unit square) is moved by the augmentation, ``q' = T(q)``, and the image is
 sampled there (bilinear, zeros outside). The picture is thereby warped by
-``T⁻¹``, which the augmentations draw from the same distribution as ``T``
-(rotations, shears, shifts and log-scales are symmetric about the identity,
-elastic fields about zero), so one augmentation config means the same thing
-for strokes and for images. :class:`rendering.augment.Jitter` moves every
+``T⁻¹``, which the augmentations draw from nearly the same distribution as
+``T``: rotations, shears and shifts are symmetric about the identity and
+elastic fields about zero, while a scale range ``(lo, hi)`` becomes
+``(1 / hi, 1 / lo)`` (``(0.9, 1.1)``: about ``(0.91, 1.11)``). So one
+augmentation config means nearly the same thing for strokes and for images. :class:`rendering.augment.Jitter` moves every
 pixel's sampling point independently; at its default size (0.004 of the
 square, an eighth of a pixel at 32×32) that only softens edges slightly.
 """

@@ -156,6 +156,19 @@ def _interrupt_on_signals() -> None:
     signal.signal(signal.SIGINT, interrupt)
 
 
+_CLEAR = object()  # a flag given as "none": clear the value a --config file set
+
+
+def _or_none(kind):
+    """An argparse type: ``kind(text)``, or the word ``none`` to clear a value set by --config."""
+
+    def parse(text: str):
+        return _CLEAR if text.strip().lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def train_config_from_args(args):
     """The :class:`TrainConfig` of ``strokes train``: defaults, then ``--config FILE``, then the flags given.
 
@@ -166,7 +179,7 @@ def train_config_from_args(args):
 
     fields = load_train_config(args.config) if args.config else {}
     given = {
-        name: getattr(args, name)
+        name: None if getattr(args, name) is _CLEAR else getattr(args, name)
         for name in (
             "model", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "patience",
             "split", "seed", "device", "max_train_samples", "time_budget",
@@ -308,6 +321,9 @@ def cmd_export_onnx(args) -> int:
 def cmd_stats(args) -> int:
     ds = _load(args)
     _summary(ds)
+    if len(ds) == 0:
+        print("  no samples were loaded")
+        return 0
     q = [0, 5, 25, 50, 75, 95, 100]
     if hasattr(ds, "images"):  # image-only data (HASYv2)
         s = ds.image_size
@@ -473,7 +489,10 @@ def cmd_tune(args) -> int:
     for name, value in best["params"].items():
         print(f"  {name} = {value:.4g}" if isinstance(value, float) else f"  {name} = {value}")
     print(f"wrote {', '.join(Path(f).name for f in result['files'])} to {out}")
-    print(f"train it: strokes train DATA --config {out / 'best_config.json'}")
+    cfg = best.get("config") or {}
+    clear = "".join(f" --{k.replace('_', '-')} none" for k in ("max_train_samples", "time_budget") if cfg.get(k) is not None)
+    print(f"train it: strokes train DATA --config {out / 'best_config.json'}{clear}"
+          + ("  (the flags drop the search's subset/time limit)" if clear else ""))
     return 0
 
 
@@ -543,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", default=None, help="a model from models.list_models() (default vgg_gap)")
     sp.add_argument("--option", action="append", metavar="KEY=VALUE", help="override a model config field (repeatable)")
     sp.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 30)")
-    sp.add_argument("--time-budget", type=float, default=None, metavar="SECONDS", help="stop after this many training seconds (default: none)")
+    sp.add_argument("--time-budget", type=_or_none(float), default=None, metavar="SECONDS", help="stop after this many training seconds (default: none; 'none' clears a --config value)")
     sp.add_argument("--batch-size", type=int, default=None, help="default 128")
     sp.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
     sp.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default 0.05)")
@@ -553,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--split", choices=["writer", "random"], default=None, help="default: writer (writer-disjoint)")
     sp.add_argument("--channels", default=None, help="render channels for image models (default ink)")
     sp.add_argument("--thickness", type=float, default=None, help="render line width in pixels (default 1)")
-    sp.add_argument("--max-train-samples", type=int, default=None, help="train on a random subset (quick runs)")
+    sp.add_argument("--max-train-samples", type=_or_none(int), default=None, help="train on a random subset (quick runs; 'none' clears a --config value, e.g. a tune search's subset)")
     sp.add_argument("--compile", action="store_true", help="torch.compile the model")
     sp.add_argument("--resume", default=None, help="continue from OUT/last.pt")
     sp.add_argument("--out", default=None, help="output directory (default runs/MODEL)")

@@ -97,10 +97,10 @@ def evaluate(loaded, ds, *, device="cpu", batch_size: int = 1024, progress=None,
     hit1 = (logits.argmax(1) == labels) & known
     top5 = logits.topk(min(5, logits.shape[1]), 1).indices
     hit5 = (top5 == labels.unsqueeze(1)).any(1) & known
-    acc = {"top1": float(hit1.float().mean()), "top5": float(hit5.float().mean())}
-    n_known = int(known.sum())
-    acc["top1_known"] = float(hit1.sum()) / n_known if n_known else float("nan")
-    acc["top5_known"] = float(hit5.sum()) / n_known if n_known else float("nan")
+    n_hit1, n_hit5, n_known = int(hit1.sum()), int(hit5.sum()), int(known.sum())  # exact counts
+    acc = {"top1": n_hit1 / len(ds), "top5": n_hit5 / len(ds)}
+    acc["top1_known"] = n_hit1 / n_known if n_known else float("nan")
+    acc["top5_known"] = n_hit5 / n_known if n_known else float("nan")
     pred = logits.argmax(1).numpy()
     lab = labels.numpy()
     cm = confusion_matrix(lab[known.numpy()], pred[known.numpy()], len(vocab))

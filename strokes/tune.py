@@ -897,6 +897,7 @@ def tune(
                 )  # fmt: skip
             else:
                 log.info("new study %s: model %s on %s (%d samples), %d trial(s)", db, model, ds.name, len(ds), trials)
+                _remove_old_outputs(out_dir)  # a deleted study.db: its results must not pass for the new study's
             log.info("split %s: train %d, val %d, test %d", sp.mode, len(sp.train), len(sp.val), len(sp.test))
             log.info("searching %s", ", ".join(f"{p.name} [{p.range_text()}{', log' if p.log else ''}]" for p in space))
 
@@ -1016,6 +1017,21 @@ def tune(
         finally:
             with contextlib.suppress(Exception):
                 storage.engine.dispose()
+
+
+_OUTPUTS = ("best_config.json", "best.pt", "trials.csv", "optimization_history.png", "param_importances.png")
+
+
+def _remove_old_outputs(out_dir: Path) -> None:
+    """Delete the results of an earlier study in ``out_dir`` (its ``study.db`` is gone), logging what went."""
+    gone = [name for name in _OUTPUTS if (out_dir / name).exists()]
+    for name in gone:
+        (out_dir / name).unlink()
+    if (out_dir / "trials").is_dir():
+        shutil.rmtree(out_dir / "trials")
+        gone.append("trials/")
+    if gone:
+        log.warning("%s: removed the outputs of an earlier study (%s)", out_dir, ", ".join(gone))
 
 
 def _finish(study, model, base, meta, out_dir: Path, trials_dir: Path) -> list[Path]:

@@ -245,13 +245,22 @@ def test_train_on_hasy_then_recognize_strokes(hasy, strokes_ds, tmp_path):
 
 
 def test_shared_classes_restricts_the_choice(stroke_model, hasy):
+    """With shared_classes the model only ever predicts classes the data has."""
     from strokes.checkpoint import load_checkpoint
     from strokes.evaluate import evaluate
 
     loaded = load_checkpoint(stroke_model[0])
     few = hasy.subset(np.flatnonzero(hasy.labels < 5))
-    few = ImageDataset(few.images, few.labels, hasy.vocab[:5], name="five classes")
+    # turned a quarter: hard enough that the unrestricted model often picks one of the other 32 classes
+    few = ImageDataset(np.rot90(few.images, 1, axes=(1, 2)).copy(), few.labels, hasy.vocab[:5], name="five classes")
     plain, restricted = evaluate(loaded, few), evaluate(loaded, few, shared_classes=True)
+    outside = [loaded.vocab.index(c) for c in loaded.vocab if c not in few.vocab]
+
+    def predicted_outside(report):
+        return int(np.asarray(report["confusion"])[:, outside].sum())
+
+    assert predicted_outside(plain) > 0  # the restriction has something to do
+    assert predicted_outside(restricted) == 0
     assert restricted["shared_classes"] == 5 and restricted["restricted_to_shared_classes"]
     assert restricted["top1"] >= plain["top1"]
     assert restricted["top1_known"] == restricted["top1"]  # every class of `few` is known to the model
@@ -330,3 +339,63 @@ def test_cli_stats_eval_and_tune_on_hasy(stroke_model, hasy_dir, tmp_path, capsy
     assert code == 0
     best = json.loads((tmp_path / "tune" / "best_config.json").read_text())
     assert best["train"]["model"] == "softmax"
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels but holds none (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_more_bad_input_duplicates_bombs_transparency_folds(hasy_dir, tmp_path):
+    root = tmp_path / "more"
+    shutil.copytree(hasy_dir, root)
+    (root / "hasy-data/v2-00004.png").write_bytes(_png_header_only(20000, 20000))  # PIL's bomb guard
+    (root / "hasy-data/v2-00005.png").write_bytes(_png_header_only(3000, 3000))  # no pixel data at all
+    rows = _rows(root / "hasy-data-labels.csv")
+    rows.append(list(rows[1]))  # the first image listed a second time
+    with open(root / "hasy-data-labels.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    fold = root / "classification-task/fold-2/test.csv"
+    fold.write_text(fold.read_text() + ",31,x,0\n")  # a fold row without a path
+    ds = load_hasy(root)
+    reasons = {s.source.split(" (")[0]: s.reason for s in ds.skipped}
+    assert "exceeds limit" in reasons["hasy-data-labels.csv line 6"] and "bomb" in reasons["hasy-data-labels.csv line 6"]
+    assert "3000x3000, expected 32x32" in reasons["hasy-data-labels.csv line 7"]  # refused from the header, never decoded
+    assert reasons[f"hasy-data-labels.csv line {len(rows)}"] == "the same image as line 2 (listed twice)"
+    assert ds.info["records_in"] == len(rows) - 1 == ds.info["loaded"] + ds.info["skipped"]
+    assert ds.info["fold_rows_without_path"] == 1 and ds.num_folds == 10
+
+    # transparent PNGs: bright ink on a transparent page, and dark ink on one, both load as bright ink
+    for name, ink_value in (("bright-ink", 255), ("dark-ink", 0)):
+        t = tmp_path / name
+        shutil.copytree(hasy_dir, t)
+        for p in sorted((t / "hasy-data").iterdir())[:50]:
+            grey = np.asarray(Image.open(p).convert("L"))
+            alpha = np.where(grey < 128, 255, 0).astype(np.uint8)  # opaque where the ink is
+            Image.fromarray(np.dstack([np.full_like(grey, ink_value), alpha]), "LA").save(p)
+        got = load_hasy(t, folds=False, limit=50)
+        np.testing.assert_allclose(got.images, load_hasy(hasy_dir, folds=False, limit=50).images, atol=1 / 255)
+
+    # fold-0 is not a HASYv2 fold name: refused, not silently dropped
+    zero = tmp_path / "zero"
+    shutil.copytree(hasy_dir, zero)
+    (zero / "classification-task/fold-1").rename(zero / "classification-task/fold-0")
+    with pytest.raises(ValueError, match="fold-1 ... fold-K without gaps"):
+        load_hasy(zero)
+
+    # nothing loadable: an empty dataset that says so, and stats copes
+    empty = tmp_path / "empty"
+    (empty / "hasy-data").mkdir(parents=True)
+    (empty / "hasy-data-labels.csv").write_text("path,symbol_id,latex,user_id\nhasy-data/none.png,31,A,1\n")
+    e = load_hasy(empty)
+    assert len(e) == 0 and e.info["skipped"] == 1 and e.info["ink_in_files"] == "unknown"
+    from strokes.cli import main
+
+    assert main(["stats", str(empty)]) == 0

@@ -345,6 +345,11 @@ def test_cli_train_config_file_then_flags(tmp_path):
     assert (config.model, config.lr, config.epochs, config.augment) == ("lenet5", 0.004, 3, [])  # the flag wins
     assert config.model_options == {"activation": "tanh", "pool": "avg"}  # merged, the flag's keys win
     assert config.batch_size == 128  # neither file nor flag: the default
+    cfg.write_text(json.dumps({"model": "lenet5", "max_train_samples": 500, "time_budget": 60.0}))
+    cleared = build_parser().parse_args(["train", "synthetic", "--config", str(cfg), "--max-train-samples", "none",
+                                         "--time-budget", "None"])
+    config = train_config_from_args(cleared)
+    assert (config.max_train_samples, config.time_budget) == (None, None)  # "none" clears the file's values
     plain = build_parser().parse_args(["train", "synthetic"])
     assert train_config_from_args(plain) == TrainConfig()  # no file, no flags: exactly the defaults
 

@@ -208,6 +208,17 @@ def test_no_completed_trial_means_no_best_config(ds, tmp_path, caplog):
     assert "no trial has completed yet" in caplog.text
 
 
+def test_a_new_study_removes_an_old_studys_outputs(ds, tmp_path, caplog):
+    """After study.db is deleted, the old best_config.json never passes for the new study's."""
+    T.tune(ds, "softmax", 1, tmp_path, base=_base(epochs=1), pruner="none", progress=False)
+    assert json.loads((tmp_path / "best_config.json").read_text())["train"]["model"] == "softmax"
+    (tmp_path / "study.db").unlink()
+    result = T.tune(ds, "mlp", 1, tmp_path, base=_base(model="mlp", epochs=1), pruner=_PruneFrom(0), progress=False)
+    assert result["best"] is None
+    assert not (tmp_path / "best_config.json").exists() and not (tmp_path / "best.pt").exists()
+    assert "removed the outputs of an earlier study" in caplog.text
+
+
 def test_tune_is_reproducible(ds, tmp_path):
     runs = [
         T.tune(ds, "softmax", 2, tmp_path / k, base=_base(epochs=1), time_budget=60, pruner="none", seed=5, progress=False)

@@ -56,8 +56,8 @@ def is_hasy(path) -> bool:
     return (p.is_dir() and (p / LABELS_FILE).is_file()) or (p.is_file() and p.name == LABELS_FILE)
 
 
-def _read_rows(csv_path: Path, skipped: list | None):
-    """Yield ``(line_number, row dict)`` of a HASY CSV; bad rows go to ``skipped`` (or raise)."""
+def _read_rows(csv_path: Path, skipped: list, required=COLUMNS):
+    """Yield ``(line_number, row dict)`` of a HASY CSV; rows missing a ``required`` value go to ``skipped``."""
     with open(csv_path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
@@ -68,9 +68,8 @@ def _read_rows(csv_path: Path, skipped: list | None):
             )
         for row in reader:
             line = reader.line_num
-            if any(row.get(c) in (None, "") for c in COLUMNS):
-                if skipped is not None:
-                    skipped.append(Skipped(f"{csv_path.name} line {line}", "a column is empty or missing"))
+            if any(row.get(c) in (None, "") for c in required):
+                skipped.append(Skipped(f"{csv_path.name} line {line}", "a column is empty or missing"))
                 continue
             yield line, row
 
@@ -80,19 +79,29 @@ def _key(csv_dir: Path, path: str) -> str:
     return os.path.normpath(os.path.join(csv_dir, path))
 
 
-def _decode(path: str, size: int) -> np.ndarray:
-    """One PNG as ``(size, size)`` uint8 grey levels; ValueError/OSError when unusable."""
+def _decode(path: str, size: int, ink: str) -> np.ndarray:
+    """One PNG as ``(size, size)`` uint8 grey levels; ValueError/OSError when unusable.
+
+    Transparent pixels are page: they are composited onto the background that
+    contrasts with the ink (white under dark ink, black under bright ink; with
+    ``ink="auto"``, decided from the opaque pixels of this image).
+    """
     from PIL import Image
 
     with Image.open(path) as im:
-        im.load()
-        if im.size != (size, size):
+        if im.size != (size, size):  # checked from the header, before decoding any pixels
             raise ValueError(f"image is {im.size[0]}x{im.size[1]}, expected {size}x{size}")
-        if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
-            # transparent pixels are background: composite on white
-            rgba = im.convert("RGBA")
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(white, rgba)
+        im.load()
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode in ("P", "L", "RGB") and "transparency" in im.info):
+            la = np.asarray(im.convert("LA"), dtype=np.float32)  # (S, S, 2): grey, alpha
+            grey, alpha = la[..., 0], la[..., 1] / 255
+            if ink == "auto":
+                opaque = alpha > 0.5
+                bright_ink = bool(opaque.any()) and float(np.median(grey[opaque])) > 127.5
+            else:
+                bright_ink = ink == "bright"
+            page = 0.0 if bright_ink else 255.0
+            return np.round(grey * alpha + page * (1 - alpha)).astype(np.uint8)
         return np.asarray(im.convert("L"), dtype=np.uint8)
 
 
@@ -155,10 +164,13 @@ def load_hasy(
                 break
     records_in = len(rows) + len(skipped)  # rows with empty columns count as read too
 
+    from PIL import Image
+
     pixels = np.zeros((len(rows), size, size), np.uint8)
     keep = np.zeros(len(rows), bool)
     labels, writers, sources = [], [], []
     symbol_ids: dict[str, int] = {}
+    first_line: dict[str, int] = {}  # image path -> the line that loaded it
     for j, (line, row) in enumerate(
         tqdm(rows, desc=f"read {root.name}", unit="img", leave=False, disable=tqdm_disable(progress))
     ):
@@ -169,29 +181,45 @@ def load_hasy(
         except ValueError:
             skipped.append(Skipped(where, f"symbol_id {row['symbol_id']!r} is not an integer"))
             continue
+        key = _key(root, rel)
+        if key in first_line:
+            skipped.append(Skipped(where, f"the same image as line {first_line[key]} (listed twice)"))
+            continue
         try:
-            pixels[j] = _decode(_key(root, rel), size)
+            pixels[j] = _decode(key, size, ink)
         except FileNotFoundError:
             skipped.append(Skipped(where, "the image file is missing"))
             continue
-        except (OSError, ValueError, SyntaxError) as exc:  # PIL raises all three on bad files
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # PIL's errors on bad files
             skipped.append(Skipped(where, f"unreadable image: {exc}"))
             continue
+        first_line[key] = line
         latex = row["latex"]
         if symbol_ids.setdefault(latex, sid) != sid:
             log.warning("%s: latex %r has symbol_id %d here but %d before", where, latex, sid, symbol_ids[latex])
         keep[j] = True
         labels.append(latex)
         writers.append(row["user_id"].strip())
-        sources.append(os.path.relpath(_key(root, rel), root))
+        sources.append(os.path.relpath(key, root))
     pixels = pixels[keep]
     kept_rows = [r for r, k in zip(rows, keep) if k]
 
-    # polarity: HASYv2's background is white; the toolkit's ink is bright
-    mostly_bright = float((pixels.reshape(len(pixels), -1).mean(1) > 127.5).mean()) if len(pixels) else 1.0
-    stored = ink if ink != "auto" else ("dark" if mostly_bright >= 0.5 else "bright")
-    if ink == "auto":
-        log.info("%s: %.1f%% of images are mostly bright, so the ink is %s", root, 100 * mostly_bright, stored)
+    # polarity: HASYv2's background is white; the toolkit's ink is bright. A symbol's
+    # page is most of its pixels, so an image whose median pixel is bright has dark ink.
+    flat = pixels.reshape(len(pixels), size * size)
+    mostly_bright = float((np.median(flat, axis=1) > 127.5).mean()) if len(pixels) else float("nan")
+    if ink != "auto":
+        stored = ink
+    elif not len(pixels):
+        stored = "unknown"
+    else:
+        stored = "dark" if mostly_bright >= 0.5 else "bright"
+        log.info("%s: %.1f%% of images have a bright page, so the ink is %s", root, 100 * mostly_bright, stored)
+        if 0.2 < mostly_bright < 0.8:
+            log.warning(
+                "%s: %.0f%% of images have a bright page and %.0f%% a dark one: mixed polarity? all were read as %s ink; "
+                "pass ink='dark' or ink='bright' if that is wrong", root, 100 * mostly_bright, 100 * (1 - mostly_bright), stored,
+            )
     images = pixels.astype(np.float32) / 255.0
     if stored == "dark":
         np.subtract(1.0, images, out=images)
@@ -236,6 +264,7 @@ def load_hasy(
 
 
 def _fold_number(path: Path) -> int | None:
+    """K for a directory named ``fold-K``, else None."""
     name = path.name
     if name.startswith("fold-") and name[5:].isdigit():
         return int(name[5:])
@@ -244,20 +273,20 @@ def _fold_number(path: Path) -> int | None:
 
 def _read_folds(task: Path, root: Path, index: dict[str, int]) -> tuple[np.ndarray | None, dict]:
     """``fold_roles`` ``(N, K)`` from ``classification-task/fold-K/{train,test}.csv``."""
-    dirs = sorted((d for d in task.iterdir() if d.is_dir() and _fold_number(d)), key=_fold_number)
+    dirs = sorted((d for d in task.iterdir() if d.is_dir() and _fold_number(d) is not None), key=_fold_number)
     numbers = [_fold_number(d) for d in dirs]
     if not dirs:
         return None, {}
     if numbers != list(range(1, len(dirs) + 1)):
         raise ValueError(f"{task}: fold directories must be fold-1 ... fold-K without gaps, found {numbers}")
     roles = np.zeros((len(index), len(dirs)), np.int8)
-    unmatched, overlap = 0, 0
+    unmatched, overlap, bad_rows = 0, 0, []
     for k, d in enumerate(dirs):
         for role, fname in ((FOLD_TRAIN, "train.csv"), (FOLD_TEST, "test.csv")):
             path = d / fname
             if not path.is_file():
                 raise FileNotFoundError(f"{path} is missing; each HASYv2 fold has a train.csv and a test.csv")
-            for _, row in _read_rows(path, None):
+            for _, row in _read_rows(path, bad_rows, required=("path",)):
                 i = index.get(os.path.relpath(_key(d, row["path"]), root))
                 if i is None:
                     unmatched += 1  # a listed image that was skipped (or cut by limit)
@@ -265,6 +294,8 @@ def _read_folds(task: Path, root: Path, index: dict[str, int]) -> tuple[np.ndarr
                 if roles[i, k] not in (0, role):
                     overlap += 1
                 roles[i, k] = role
+    if bad_rows:
+        log.warning("%s: %d fold-list row(s) have no path and were ignored (first: %s)", task, len(bad_rows), bad_rows[0])
     if overlap:
         raise ValueError(f"{task}: {overlap} image(s) are listed in both the train and the test list of a fold")
     tested = (roles == FOLD_TEST).sum(1)
@@ -272,6 +303,7 @@ def _read_folds(task: Path, root: Path, index: dict[str, int]) -> tuple[np.ndarr
         "folds": len(dirs),
         "fold_test_sizes": [int(x) for x in (roles == FOLD_TEST).sum(0)],
         "fold_entries_unmatched": unmatched,
+        "fold_rows_without_path": len(bad_rows),
         "samples_in_no_test_fold": int((tested == 0).sum()),
     }
     if unmatched:
