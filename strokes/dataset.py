@@ -41,6 +41,29 @@ class Sample:
     index: int
 
 
+def sample_position(index, n: int) -> int:
+    """``index`` (an int, negative counts from the end) as a position in ``range(n)``; IndexError outside."""
+    i = int(index)
+    if i < 0:
+        i += n
+    if not 0 <= i < n:
+        raise IndexError(f"sample index {index} out of range for {n} samples")
+    return i
+
+
+def subset_indices(indices, n: int) -> np.ndarray:
+    """Sample indices or a boolean mask of length ``n`` as non-negative int64 positions, checked."""
+    idx = np.asarray(indices)
+    if idx.dtype == bool:
+        if idx.shape != (n,):
+            raise ValueError(f"boolean mask must have shape ({n},), got {idx.shape}")
+        idx = np.flatnonzero(idx)
+    idx = idx.astype(np.int64, copy=False).reshape(-1)
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"subset indices out of range for {n} samples")
+    return np.where(idx < 0, idx + n, idx)
+
+
 def _offsets(lengths: np.ndarray) -> np.ndarray:
     out = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=out[1:])
@@ -202,11 +225,7 @@ class StrokeDataset:
 
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
-            i = int(index)
-            if i < 0:
-                i += len(self)
-            if not 0 <= i < len(self):
-                raise IndexError(f"sample index {index} out of range for {len(self)} samples")
+            i = sample_position(index, len(self))
             s0, s1 = self.sample_offsets[i], self.sample_offsets[i + 1]
             bounds = self.stroke_offsets[s0 : s1 + 1]
             p0, p1 = bounds[0], bounds[-1]
@@ -236,15 +255,7 @@ class StrokeDataset:
 
         Vectorized: no Python loop over samples or points.
         """
-        idx = np.asarray(indices)
-        if idx.dtype == bool:
-            if idx.shape != (len(self),):
-                raise ValueError(f"boolean mask must have shape ({len(self)},), got {idx.shape}")
-            idx = np.flatnonzero(idx)
-        idx = idx.astype(np.int64, copy=False).reshape(-1)
-        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
-            raise IndexError(f"subset indices out of range for {len(self)} samples")
-        idx = np.where(idx < 0, idx + len(self), idx)
+        idx = subset_indices(indices, len(self))
         s_start, s_count = self.sample_offsets[idx], np.diff(self.sample_offsets)[idx]
         stroke_idx = _gather_ranges(s_start, s_count)  # strokes of the chosen samples, in order
         p_start, p_count = self.stroke_offsets[stroke_idx], np.diff(self.stroke_offsets)[stroke_idx]

@@ -32,7 +32,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .dataset import Skipped
+from .dataset import Skipped, sample_position, subset_indices
 
 log = logging.getLogger(__name__)
 
@@ -177,11 +177,7 @@ class ImageDataset:
 
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
-            i = int(index)
-            if i < 0:
-                i += len(self)
-            if not 0 <= i < len(self):
-                raise IndexError(f"sample index {index} out of range for {len(self)} samples")
+            i = sample_position(index, len(self))
             w, s = self.writer_ids[i], self.source_ids[i]
             return ImageSample(
                 image=self.images[i],
@@ -200,14 +196,7 @@ class ImageDataset:
 
     def subset(self, indices) -> "ImageDataset":
         """A new dataset of the given samples (indices or a boolean mask), same vocab."""
-        idx = np.asarray(indices)
-        if idx.dtype == bool:
-            if idx.shape != (len(self),):
-                raise ValueError(f"boolean mask must have shape ({len(self)},), got {idx.shape}")
-            idx = np.flatnonzero(idx)
-        idx = idx.astype(np.int64, copy=False).reshape(-1)
-        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
-            raise IndexError(f"subset indices out of range for {len(self)} samples")
+        idx = subset_indices(indices, len(self))
         return ImageDataset(
             self.images[idx],
             self.labels[idx],
