@@ -215,10 +215,12 @@ def cmd_train(args) -> int:
     ds = _load(args)
     _interrupt_on_signals()
     trainer = Trainer(config, out, progress=None if dist.is_main else False)
+    finished = False
     try:
         metrics = trainer.fit(ds, resume=args.resume)
+        finished = True
     finally:
-        shutdown()
+        shutdown(sync=finished)  # after success every rank leaves together (gloo can abort otherwise)
     if not dist.is_main:
         return 0
     if "distributed" in metrics:
@@ -407,10 +409,12 @@ def cmd_bench(args) -> int:
     if quick and (dist is None or dist.is_main):
         print(f"strokes bench: no --data given, so this is the quick run on built-in SYNTHETIC data ({QUICK_DATA})")
     _interrupt_on_signals()
+    finished = False
     try:
         results = run_bench(ds, config, args.out, command=_argv(), progress=None)
+        finished = True
     finally:
-        shutdown()
+        shutdown(sync=finished)
     if "summary" not in results:  # a DDP rank other than 0
         return 0
     out = Path(results["out_dir"])

@@ -95,10 +95,20 @@ def init_from_env(device: str = "auto") -> DistInfo:
     return info
 
 
-def shutdown() -> None:
+def shutdown(sync: bool = False) -> None:
+    """Leave the process group (no-op without one).
+
+    Args:
+        sync: wait at a barrier first, so that every rank tears down together.
+            Pass it after a successful run: a rank that destroys its gloo group
+            while a peer is still working can abort at exit. Leave it off on
+            an error path, where a failed peer would never reach the barrier.
+    """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if sync:
+            dist.barrier()
         dist.destroy_process_group()
 
 
