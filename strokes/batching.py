@@ -122,9 +122,9 @@ class ImageTensors:
 
 def dataset_tensors(ds, pipeline, device="cpu"):
     """:class:`ImageTensors` for an image dataset, else :class:`InkTensors` normalized by ``pipeline``."""
-    from .images import ImageDataset
+    from .images import is_image_data
 
-    if isinstance(ds, ImageDataset):
+    if is_image_data(ds):
         return ImageTensors.from_dataset(ds, device)
     return InkTensors.from_dataset(ds, pipeline, device)
 
@@ -135,9 +135,9 @@ def check_image_input(ds, input_kind: str, render_config, model_name: str = "thi
     Stroke datasets suit every model. Image datasets (no points) suit image
     models whose render config makes one plane of the images' size.
     """
-    from .images import ImageDataset
+    from .images import is_image_data
 
-    if not isinstance(ds, ImageDataset):
+    if not is_image_data(ds):
         return
     if input_kind != "image":
         import models

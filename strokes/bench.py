@@ -268,7 +268,9 @@ def compatible_models(ds, names) -> tuple[list[str], dict[str, str]]:
     """
     import models
 
-    if not hasattr(ds, "images"):
+    from .images import is_image_data
+
+    if not is_image_data(ds):
         return list(names), {}
     keep, skipped = [], {}
     for name in names:
@@ -482,7 +484,9 @@ def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchCon
         rng = np.random.default_rng(seed)
         n_lat = min(len(test_ds), config.latency_samples + config.latency_warmup)
         pick = rng.choice(len(test_ds), n_lat, replace=len(test_ds) < n_lat)
-        images = hasattr(test_ds, "images")  # image-only data: time one image per call
+        from .images import is_image_data
+
+        images = is_image_data(test_ds)  # image-only data: time one image per call
         inks = [test_ds.images[int(i)] if images else test_ds[int(i)].strokes for i in pick]
         if len(inks) <= config.latency_warmup:  # tiny test sets: reuse inks
             inks = [inks[j % len(inks)] for j in range(config.latency_samples + config.latency_warmup)]

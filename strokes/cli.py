@@ -327,7 +327,9 @@ def cmd_stats(args) -> int:
         print("  no samples were loaded")
         return 0
     q = [0, 5, 25, 50, 75, 95, 100]
-    if hasattr(ds, "images"):  # image-only data (HASYv2)
+    from .images import is_image_data
+
+    if is_image_data(ds):  # image-only data (HASYv2)
         s = ds.image_size
         ink = ds.images.reshape(len(ds), -1).mean(1) if len(ds) else np.zeros(1)
         print(f"  images: {s}x{s}, ink bright (stored {ds.info.get('ink_in_files', '?')} in the files), "

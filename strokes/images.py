@@ -36,12 +36,17 @@ from .dataset import Skipped, sample_position, subset_indices
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ImageDataset", "ImageSample", "FOLD_TRAIN", "FOLD_TEST"]
+__all__ = ["ImageDataset", "ImageSample", "FOLD_TRAIN", "FOLD_TEST", "is_image_data"]
 
 #: Role of a sample in ``fold_roles`` of an image dataset, for a fold whose training list holds it.
 FOLD_TRAIN = 1
 #: Role of a sample in ``fold_roles`` of an image dataset, for a fold whose test list holds it (0: in neither list).
 FOLD_TEST = 2
+
+
+def is_image_data(ds) -> bool:
+    """True for image-only data (an :class:`ImageDataset`: no strokes), False for strokes."""
+    return isinstance(ds, ImageDataset)
 
 
 @dataclass(frozen=True)

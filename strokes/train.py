@@ -259,7 +259,9 @@ class Trainer:
         if len(ds.vocab) < 2:
             raise ValueError(f"{ds.name} has {len(ds.vocab)} class(es); training needs at least 2")
         check_image_input(ds, self.input_kind, self.render, cfg.model)  # image-only data: image models only
-        self.data_kind = "images" if hasattr(ds, "images") else "strokes"
+        from .images import is_image_data
+
+        self.data_kind = "images" if is_image_data(ds) else "strokes"
         self.vocab = list(ds.vocab)
 
         if given_split is None:
