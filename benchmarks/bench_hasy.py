@@ -60,11 +60,11 @@ def main(argv=None) -> int:
     from hasy_fixture import write_hasy
     from strokes.bench import BenchConfig, run_bench
     from strokes.bench_report import fold_table, markdown_table
-    from strokes.checkpoint import load_checkpoint
-    from strokes.evaluate import evaluate
+    from strokes.training.checkpoint import load_checkpoint
+    from strokes.training.evaluate import evaluate
     from strokes.images import ImageDataset
     from strokes.recognizer import DEFAULT_MODEL
-    from strokes.train import TrainConfig, Trainer, checkpoint_split
+    from strokes.training.train import TrainConfig, Trainer, checkpoint_split
 
     logging.basicConfig(level=logging.WARNING)
     work = Path(args.work)

@@ -117,8 +117,8 @@ def _op_loader(spec):
     import strokes
     from rendering import RenderConfig
     from rendering.augment import default_augment
-    from strokes.batching import BatchStream
-    from strokes.train import default_pipeline_for
+    from strokes.training.batching import BatchStream
+    from strokes.training.train import default_pipeline_for
 
     torch.set_num_threads(1)  # one core per process: the workers are the parallelism
     ds = strokes.load(spec["store"])
@@ -164,8 +164,8 @@ def _op_step(spec):
     import models
     import strokes
     from rendering import RenderConfig
-    from strokes.batching import InkTensors, make_inputs
-    from strokes.train import default_pipeline_for
+    from strokes.training.batching import InkTensors, make_inputs
+    from strokes.training.train import default_pipeline_for
 
     torch.set_num_threads(spec["threads"])
     ds = strokes.load(spec["store"])

@@ -43,9 +43,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import strokes
-    from strokes.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-    from strokes.evaluate import evaluate, format_report
-    from strokes.train import checkpoint_split
+    from strokes.training.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+    from strokes.training.evaluate import evaluate, format_report
+    from strokes.training.train import checkpoint_split
 
     ckpt = read_checkpoint(args.checkpoint)
     loaded = load_checkpoint(ckpt)

@@ -67,6 +67,7 @@ __all__ = [
     "rasterize_batch",
     "rasterize_dataset",
     "rasterize_torch",
+    "render_image_dataset",
 ]
 
 MAX_SIZE = 1024
@@ -299,6 +300,30 @@ def rasterize_dataset(
         offs = batch.offsets[s : e + 1]
         out[s:e] = rasterize_batch(batch.data[offs[0] : offs[-1]], offs - offs[0], config=cfg)
     return out
+
+
+def render_image_dataset(ds, render=None, pipeline=None, *, batch_size: int = 4096, progress: bool | None = None):
+    """Render a :class:`strokes.StrokeDataset` into a :class:`strokes.ImageDataset` (ink bright).
+
+    Args:
+        ds: the strokes.
+        render: a :class:`RenderConfig` (or its config dict) with one channel;
+            default ``RenderConfig()`` (32×32 anti-aliased ink).
+        pipeline: the :class:`strokes.normalize.Pipeline` applied first;
+            default :func:`strokes.normalize.default_pipeline`.
+        batch_size: samples rendered per batch.
+        progress: show a progress bar (None: when on a terminal).
+
+    Returns:
+        An :class:`strokes.ImageDataset` with the same labels, vocab, writers and sources.
+    """
+    from strokes.images import ImageDataset
+
+    cfg = RenderConfig() if render is None else (render if isinstance(render, RenderConfig) else RenderConfig.from_config(render))
+    if cfg.n_planes != 1:
+        raise ValueError(f"an image dataset holds one plane per image; render channels {list(cfg.channels)} make {cfg.n_planes}")
+    images = rasterize_dataset(ds, pipeline, cfg.size, config=cfg, batch_size=batch_size, progress=progress)[:, 0]  # (N, S, S)
+    return ImageDataset.from_rendered(ds, images, info={"render": cfg.to_config()})
 
 
 def rasterize_torch(points, offsets=None, *, lengths=None, size: int = 32, **options):

@@ -23,7 +23,7 @@ from .normalize import Pipeline, default_pipeline, normalize
 from .recognizer import recognize, recognize_batch
 from .splits import Split, kfold, split
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "recognize",

@@ -368,8 +368,8 @@ def measure_inference(loaded, ds, device, batch_size: int, min_seconds: float = 
     (pad/render) and forward, timed apart (CUDA events on a GPU). One untimed batch warms up."""
     import torch
 
-    from .batching import dataset_tensors, make_inputs
-    from .train import _StepTimer
+    from .training.batching import dataset_tensors, make_inputs
+    from .training.train import _StepTimer
 
     t0 = time.perf_counter()
     data = dataset_tensors(ds, loaded.pipeline, device=device)
@@ -425,16 +425,16 @@ def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchCon
     """
     import torch
 
-    from .distributed import current
+    from .training.distributed import current
 
     dist_info = current()
 
     import models
 
-    from .checkpoint import load_checkpoint
-    from .evaluate import evaluate
+    from .training.checkpoint import load_checkpoint
+    from .training.evaluate import evaluate
     from .recognizer import Recognizer
-    from .train import TrainConfig, Trainer, resolve_device
+    from .training.train import TrainConfig, Trainer, resolve_device
 
     device = resolve_device(config.device)
     entry = models.model_entry(model_name)
@@ -642,14 +642,14 @@ def run_bench(ds, config: BenchConfig, out_dir=None, *, command: str | None = No
     import models
 
     from . import bench_report
-    from .train import resolve_device
+    from .training.train import resolve_device
 
     if not isinstance(config, BenchConfig):
         raise TypeError(f"config must be a BenchConfig, got {type(config).__name__}")
     check_models(config.models)
     if len(ds) == 0:
         raise ValueError(f"{ds.name} has no samples")
-    from .distributed import current
+    from .training.distributed import current
 
     dist_info = current()
     device = resolve_device(config.device)

@@ -213,7 +213,7 @@ def _pooled_recall(results, model) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 def per_class_difference(results, seq_model: str, img_model: str, n: int = 12) -> dict:
     """Per-class recall (pooled over seeds) of the image model minus the sequence model."""
-    from .evaluate import most_confused
+    from .training.evaluate import most_confused
 
     r_seq, cm_seq, vocab = _pooled_recall(results, seq_model)
     r_img, cm_img, _ = _pooled_recall(results, img_model)

@@ -175,7 +175,7 @@ def train_config_from_args(args):
     A flag given on the command line always wins over the file; a flag left out
     keeps the file's value (or the TrainConfig default).
     """
-    from .train import TrainConfig, load_train_config
+    from .training.train import TrainConfig, load_train_config
 
     fields = load_train_config(args.config) if args.config else {}
     given = {
@@ -203,13 +203,13 @@ def train_config_from_args(args):
 
 
 def cmd_train(args) -> int:
-    from .evaluate import format_report, write_report
-    from .train import Trainer
+    from .training.evaluate import format_report, write_report
+    from .training.train import Trainer
 
     config = train_config_from_args(args)
     args.model = config.model
     out = args.out or f"runs/{args.model}"
-    from .distributed import init_from_env, shutdown
+    from .training.distributed import init_from_env, shutdown
 
     dist = init_from_env(config.device)  # under torchrun: join the process group (DDP training)
     ds = _load(args)
@@ -229,12 +229,12 @@ def cmd_train(args) -> int:
             f"trained on {d['world_size']} processes ({d['backend']}), {d['rank_batch']} samples per rank and step; "
             f"largest weight difference between ranks: {d['max_weight_difference_across_ranks']:.3g}"
         )
-    from .checkpoint import load_checkpoint
+    from .training.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(f"{out}/best.pt")
     if trainer.test_data is not None:
-        from .evaluate import evaluate
-        from .train import checkpoint_split
+        from .training.evaluate import evaluate
+        from .training.train import checkpoint_split
 
         report = evaluate(loaded, ds.subset(checkpoint_split(loaded.checkpoint, ds).test), device=str(trainer.device))
         report["subset"] = "test"
@@ -246,9 +246,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .checkpoint import load_checkpoint
-    from .evaluate import evaluate, format_report, write_report
-    from .train import checkpoint_split, resolve_device
+    from .training.checkpoint import load_checkpoint
+    from .training.evaluate import evaluate, format_report, write_report
+    from .training.train import checkpoint_split, resolve_device
 
     device = resolve_device(args.device)
     loaded = load_checkpoint(args.checkpoint, device=device)
@@ -361,7 +361,7 @@ def cmd_bench(args) -> int:
     from .bench_report import markdown_table
 
     if args.ddp:
-        from .distributed import launched_by_torchrun, relaunch_command
+        from .training.distributed import launched_by_torchrun, relaunch_command
 
         if not launched_by_torchrun():  # start N copies of this very command through torchrun
             import subprocess
@@ -404,7 +404,7 @@ def cmd_bench(args) -> int:
         latency_samples=args.latency_samples,
         model_options=options,
     )
-    from .distributed import init_from_env, shutdown
+    from .training.distributed import init_from_env, shutdown
 
     dist = init_from_env(args.device) if args.ddp else None
     ds = _load(args)
@@ -431,7 +431,7 @@ def cmd_bench(args) -> int:
 
 def cmd_serve(args) -> int:
     from .server import ServeConfig, serve
-    from .train import resolve_device
+    from .training.train import resolve_device
 
     config = ServeConfig(max_body=args.max_body, max_points=args.max_points, max_strokes=args.max_strokes)
     device = str(resolve_device(args.device))
@@ -458,15 +458,15 @@ def cmd_db_load(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    """``strokes tune``: an Optuna search over one model's hyper-parameters (see :mod:`strokes.tune`)."""
+    """``strokes tune``: an Optuna search over one model's hyper-parameters (see :mod:`strokes.training.tune`)."""
     import shlex
 
-    from .train import TrainConfig
-    from .tune import require_optuna, search_space, tune
+    from .training.train import TrainConfig
+    from .training.tune import require_optuna, search_space, tune
 
     optuna = require_optuna()  # a clear error before any data is loaded
     if args.verbose == 0:
-        logging.getLogger("strokes.tune").setLevel(logging.INFO)  # a line per trial; the trainers stay quiet
+        logging.getLogger("strokes.training.tune").setLevel(logging.INFO)  # a line per trial; the trainers stay quiet
     optuna.logging.set_verbosity(logging.WARNING if args.verbose == 0 else logging.INFO)
     given = {
         name: getattr(args, name)
@@ -617,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     import textwrap
 
-    from .tune import DEFAULT_EPOCHS, PRUNERS, format_spaces
+    from .training.tune import DEFAULT_EPOCHS, PRUNERS, format_spaces
 
     sp = sub.add_parser(
         "tune",

@@ -5,7 +5,7 @@ pen recordings and ships 168,233 PNGs. :class:`ImageDataset` holds such data
 with the same interface as :class:`strokes.StrokeDataset` where it makes
 sense (``labels``, ``vocab``, ``classes``, ``class_to_idx``, writers, sources,
 ``skipped``, ``subset``, ``fingerprint``), so the splits, the
-:class:`strokes.train.Trainer`, :func:`strokes.evaluate.evaluate` and
+:class:`strokes.training.train.Trainer`, :func:`strokes.training.evaluate.evaluate` and
 ``strokes bench`` take it too. Only image models can use it: there are no
 points to feed a sequence model.
 
@@ -18,7 +18,7 @@ opposite (HASYv2's PNGs are black ink on white), so loaders convert: the
 ``ink`` option of :func:`strokes.io.hasy.load_hasy` says how the files store
 it (``"dark"``, ``"bright"``, or ``"auto"``: the background is the majority
 of a symbol's pixels, so a dataset whose images are mostly bright has dark
-ink). :meth:`ImageDataset.from_strokes` renders strokes in the same
+ink). :func:`rendering.render_image_dataset` renders strokes in the same
 convention, which is why a model trained on rendered strokes can be scored on
 HASY images and the reverse.
 """
@@ -238,48 +238,34 @@ class ImageDataset:
 
     # ------------------------------------------------------------- conversion
     @classmethod
-    def from_strokes(cls, ds, render=None, pipeline=None, *, batch_size: int = 4096, progress=None) -> "ImageDataset":
-        """Render a :class:`strokes.StrokeDataset` into an image dataset (ink bright).
+    def from_rendered(cls, ds, images, *, info: dict | None = None, name: str | None = None) -> "ImageDataset":
+        """An image dataset of ``images`` drawn from the stroke dataset ``ds``, one per sample.
+
+        The renderer lives above the data core: :func:`rendering.render_image_dataset`
+        draws a stroke dataset and wraps it with this.
 
         Args:
-            ds: the strokes.
-            render: a :class:`rendering.RenderConfig` (or its config dict) with
-                one channel; default ``RenderConfig()`` (32×32 anti-aliased ink).
-            pipeline: the :class:`strokes.normalize.Pipeline` applied first;
-                default :func:`strokes.normalize.default_pipeline`.
-            batch_size: samples rendered per batch.
-            progress: show a progress bar (None: when on a terminal).
+            ds: the :class:`strokes.StrokeDataset` the images were drawn from.
+            images: float32 ``(len(ds), S, S)``, ink bright.
+            info: extra provenance for ``info`` (e.g. the render config).
+            name: the dataset's name; default ``"<ds.name> (rendered SxS)"``.
 
         Returns:
             An :class:`ImageDataset` with the same labels, vocab, writers and sources.
         """
-        import torch
-        from tqdm.auto import tqdm
-
-        from rendering import RenderConfig, rasterize_torch
-
-        from ._util import tqdm_disable
-        from .batching import InkTensors
-        from .normalize import default_pipeline
-
-        cfg = RenderConfig() if render is None else (render if isinstance(render, RenderConfig) else RenderConfig.from_config(render))
-        if cfg.n_planes != 1:
-            raise ValueError(f"an image dataset holds one plane per image; render channels {list(cfg.channels)} make {cfg.n_planes}")
-        data = InkTensors.from_dataset(ds, pipeline or default_pipeline(), device="cpu")
-        out = np.zeros((len(ds), cfg.size, cfg.size), np.float32)
-        for s in tqdm(range(0, len(ds), batch_size), desc="render", leave=False, disable=tqdm_disable(progress)):
-            idx = torch.arange(s, min(s + batch_size, len(ds)))
-            batch = data.take(idx)
-            out[s : s + len(idx)] = rasterize_torch(batch.points, batch.offsets, config=cfg)[:, 0].numpy()  # (B, S, S)
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim != 3 or images.shape[0] != len(ds):
+            raise ValueError(f"images must be ({len(ds)}, S, S) for {len(ds)} samples, got shape {images.shape}")
+        size = images.shape[1]
         return cls(
-            out,
+            images,
             ds.labels.copy(),
             ds.vocab,
             writer_ids=ds.writer_ids.copy(),
             writer_names=ds.writer_names,
             source_ids=ds.source_ids.copy(),
             source_names=ds.source_names,
-            name=f"{ds.name} (rendered {cfg.size}x{cfg.size})",
+            name=name or f"{ds.name} (rendered {size}x{size})",
             synthetic=ds.synthetic,
-            info={"rendered_from": ds.name, "render": cfg.to_config(), "ink_in_files": "bright"},
+            info={"rendered_from": ds.name, **(info or {}), "ink_in_files": "bright"},
         )

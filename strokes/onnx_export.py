@@ -80,7 +80,7 @@ def export_onnx(checkpoint, output, *, check: bool = True, opset: int = 18) -> d
     """Write ``checkpoint`` as ONNX to ``output``, atomically.
 
     Args:
-        checkpoint: a checkpoint path (or anything :func:`strokes.checkpoint.load_checkpoint` takes).
+        checkpoint: a checkpoint path (or anything :func:`strokes.training.checkpoint.load_checkpoint` takes).
         output: the ``.onnx`` file to write.
         check: run the file with onnxruntime and compare with PyTorch.
         opset: the ONNX opset version.
@@ -103,7 +103,7 @@ def export_onnx(checkpoint, output, *, check: bool = True, opset: int = 18) -> d
     import torch
 
     from ._util import atomic_write
-    from .checkpoint import load_checkpoint
+    from .training.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(checkpoint)
     wrapper = _Wrapper.build(loaded.model, loaded.input_kind)
@@ -160,7 +160,7 @@ def check_onnx(path, loaded, inputs: dict | None = None, atol: float = 1e-4) -> 
 
     Args:
         path: the ``.onnx`` file.
-        loaded: the :class:`~strokes.checkpoint.LoadedModel` it was exported from.
+        loaded: the :class:`~strokes.training.checkpoint.LoadedModel` it was exported from.
         inputs: the model's input tensors by name (default: a small random batch).
         atol: the tolerance, relative to the largest logit (at least 1).
 

@@ -1,7 +1,7 @@
 """``recognize(ink)``: which LaTeX symbol is this drawing?
 
 The default model ships inside the package (``strokes/data/default_model.pt``);
-any checkpoint written by :mod:`strokes.train` works through ``model=``.
+any checkpoint written by :mod:`strokes.training.train` works through ``model=``.
 Models are loaded once, cached per file, and safe to share between threads
 (inference holds no state; loading is guarded by a lock).
 """
@@ -28,10 +28,10 @@ class Recognizer:
     """A loaded model with its pipeline and render config; call it on ink."""
 
     def __init__(self, loaded, device: str = "cpu"):
-        from .checkpoint import LoadedModel
+        from .training.checkpoint import LoadedModel
 
         if not isinstance(loaded, LoadedModel):
-            raise TypeError(f"expected a strokes.checkpoint.LoadedModel, got {type(loaded).__name__}")
+            raise TypeError(f"expected a strokes.training.checkpoint.LoadedModel, got {type(loaded).__name__}")
         import torch
 
         self.loaded = loaded
@@ -184,7 +184,7 @@ def get_recognizer(model=None, device: str = "cpu") -> Recognizer:
 
     Args:
         model: None (the shipped default, or ``$STROKES_MODEL``), a checkpoint
-            path, a :class:`strokes.checkpoint.LoadedModel`, or a :class:`Recognizer`
+            path, a :class:`strokes.training.checkpoint.LoadedModel`, or a :class:`Recognizer`
             (returned as it is).
         device: where to run the model.
 
@@ -192,7 +192,7 @@ def get_recognizer(model=None, device: str = "cpu") -> Recognizer:
         FileNotFoundError: when the checkpoint (or the default model) is missing.
         TypeError: for a ``model`` of another type.
     """
-    from .checkpoint import LoadedModel, load_checkpoint
+    from .training.checkpoint import LoadedModel, load_checkpoint
 
     if isinstance(model, Recognizer):
         return model

@@ -7,10 +7,10 @@ import torch
 
 from rendering import RenderConfig
 from rendering.augment import default_augment
-from strokes.batching import BatchStream
+from strokes.training.batching import BatchStream
 from strokes.io.store import load_store, save_store
 from strokes.synthetic import generate
-from strokes.train import default_pipeline_for
+from strokes.training.train import default_pipeline_for
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from strokes.bench import (
 from strokes.bench_report import summarize, verdict
 from strokes.cli import main
 from strokes.synthetic import generate
-from strokes.train import TrainConfig, Trainer
+from strokes.training.train import TrainConfig, Trainer
 
 TINY = {
     "gru": {"hidden": 16, "layers": 1},

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import strokes
-from strokes.checkpoint import load_checkpoint, read_checkpoint
+from strokes.training.checkpoint import load_checkpoint, read_checkpoint
 from strokes.recognizer import DEFAULT_MODEL
-from strokes.train import checkpoint_split
+from strokes.training.train import checkpoint_split
 
 
 def test_default_model_ships_in_the_package():
@@ -44,7 +44,7 @@ def test_import_and_first_call_in_a_fresh_process():
 @pytest.mark.slow
 def test_accuracy_on_unseen_writers(shared_data):
     """Re-measure the shipped model on its writer-disjoint CROHME test split."""
-    from strokes.evaluate import evaluate
+    from strokes.training.evaluate import evaluate
 
     ds = strokes.load(shared_data / "crohme", progress=False)
     loaded = load_checkpoint(DEFAULT_MODEL)

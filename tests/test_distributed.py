@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from strokes.checkpoint import load_checkpoint, read_checkpoint
-from strokes.distributed import DistInfo, current, relaunch_command
+from strokes.training.checkpoint import load_checkpoint, read_checkpoint
+from strokes.training.distributed import DistInfo, current, relaunch_command
 from strokes.recognizer import Recognizer
 from strokes.synthetic import generate
-from strokes.train import TrainConfig, Trainer
+from strokes.training.train import TrainConfig, Trainer
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
 

@@ -149,19 +149,26 @@ def test_image_dataset_interface(hasy):
         ImageDataset(np.zeros((1, 8, 8)), [3], ["a"])
 
 
-def test_from_strokes_matches_the_rasterizer(strokes_ds):
-    from rendering import rasterize
+def test_render_image_dataset_matches_the_rasterizer(strokes_ds):
+    """render_image_dataset draws each sample exactly as rasterize does, and keeps labels and writers."""
+    from rendering import rasterize, render_image_dataset
 
-    images = ImageDataset.from_strokes(strokes_ds[:5])
+    images = render_image_dataset(strokes_ds[:5])
+    assert list(images.labels) == list(strokes_ds.labels[:5]) and images.vocab == strokes_ds.vocab
+    assert list(images.writer_ids) == list(strokes_ds.writer_ids[:5])
     expected = rasterize([strokes.normalize(strokes_ds[i].strokes) for i in range(5)])[:, 0]
     np.testing.assert_allclose(images.images, expected, atol=1e-5)
     with pytest.raises(ValueError, match="one plane"):
-        ImageDataset.from_strokes(strokes_ds[:2], render={"channels": ["ink", "order"]})
+        render_image_dataset(strokes_ds[:2], render={"channels": ["ink", "order"]})
+    with pytest.raises(ValueError, match="images must be"):
+        ImageDataset.from_rendered(strokes_ds[:2], np.zeros((3, 8, 8), np.float32))
 
 
 def test_hasy_style_drawing_resembles_our_render(strokes_ds):
     """The fixture's PIL drawing and the toolkit's rasterizer agree on where the ink is (same orientation)."""
-    ours = ImageDataset.from_strokes(strokes_ds[:40]).images > 0.3
+    from rendering import render_image_dataset
+
+    ours = render_image_dataset(strokes_ds[:40]).images > 0.3
     theirs = np.stack([1 - np.asarray(draw_hasy_style(strokes_ds[i].strokes), np.float32) / 255 for i in range(40)]) > 0.5
     overlap = (ours & theirs).sum((1, 2)) / np.maximum((ours | theirs).sum((1, 2)), 1)
     flipped = (ours & theirs[:, ::-1]).sum((1, 2)) / np.maximum((ours | theirs[:, ::-1]).sum((1, 2)), 1)
@@ -190,7 +197,7 @@ def test_warp_identity_and_determinism():
 @pytest.fixture(scope="module")
 def stroke_model(tmp_path_factory, strokes_ds):
     """An image model trained on rendered strokes (writer-disjoint split)."""
-    from strokes.train import TrainConfig, Trainer
+    from strokes.training.train import TrainConfig, Trainer
 
     out = tmp_path_factory.mktemp("stroke_model")
     cfg = TrainConfig(model="lenet5", epochs=12, batch_size=32, lr=3e-3, device="cpu", seed=0, patience=0)
@@ -200,9 +207,9 @@ def stroke_model(tmp_path_factory, strokes_ds):
 
 def test_model_trained_on_strokes_reads_hasy_images(stroke_model, hasy, strokes_ds):
     """A stroke-trained image model scores HASY-style images of held-out writers; wrong polarity ruins it."""
-    from strokes.checkpoint import load_checkpoint
-    from strokes.evaluate import evaluate
-    from strokes.train import checkpoint_split
+    from strokes.training.checkpoint import load_checkpoint
+    from strokes.training.evaluate import evaluate
+    from strokes.training.train import checkpoint_split
 
     path, metrics = stroke_model
     loaded = load_checkpoint(path)
@@ -229,9 +236,9 @@ def test_model_trained_on_strokes_reads_hasy_images(stroke_model, hasy, strokes_
 
 def test_train_on_hasy_then_recognize_strokes(hasy, strokes_ds, tmp_path):
     """The reverse: an image model trained on HASY images, evaluated on (rendered) strokes."""
-    from strokes.checkpoint import load_checkpoint
-    from strokes.evaluate import evaluate
-    from strokes.train import TrainConfig, Trainer
+    from strokes.training.checkpoint import load_checkpoint
+    from strokes.training.evaluate import evaluate
+    from strokes.training.train import TrainConfig, Trainer
 
     cfg = TrainConfig(model="lenet5", epochs=12, batch_size=32, lr=3e-3, device="cpu", seed=0, patience=0)
     metrics = Trainer(cfg, tmp_path, progress=False).fit(hasy)
@@ -246,8 +253,8 @@ def test_train_on_hasy_then_recognize_strokes(hasy, strokes_ds, tmp_path):
 
 def test_shared_classes_restricts_the_choice(stroke_model, hasy):
     """With shared_classes the model only ever predicts classes the data has."""
-    from strokes.checkpoint import load_checkpoint
-    from strokes.evaluate import evaluate
+    from strokes.training.checkpoint import load_checkpoint
+    from strokes.training.evaluate import evaluate
 
     loaded = load_checkpoint(stroke_model[0])
     few = hasy.subset(np.flatnonzero(hasy.labels < 5))
@@ -267,7 +274,7 @@ def test_shared_classes_restricts_the_choice(stroke_model, hasy):
 
 
 def test_sequence_models_refuse_image_data(hasy, tmp_path):
-    from strokes.train import TrainConfig, Trainer
+    from strokes.training.train import TrainConfig, Trainer
 
     with pytest.raises(ValueError, match="holds only images, no strokes; use an image model: .*lenet5"):
         Trainer(TrainConfig(model="tcn", epochs=1, device="cpu"), tmp_path, progress=False).fit(hasy)

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 import strokes
-from strokes.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from strokes.training.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from strokes.formats import ink_to_points3
-from strokes.evaluate import evaluate, format_report, write_report
+from strokes.training.evaluate import evaluate, format_report, write_report
 from strokes.recognizer import get_recognizer, recognize, recognize_batch
 from strokes.synthetic import generate
-from strokes.train import TrainConfig, Trainer
+from strokes.training.train import TrainConfig, Trainer
 
 SMALL_CNN = {"channels": [8, 16], "convs_per_block": 1, "dropout": 0.0}
 
@@ -409,7 +409,7 @@ def test_export_onnx_matches_torch(data, tmp_path, name, opts):
 def test_inference_copy_folds_batchnorm_without_changing_outputs(data):
     import models
     from rendering import RenderConfig
-    from strokes.checkpoint import make_checkpoint
+    from strokes.training.checkpoint import make_checkpoint
     from strokes.normalize import default_pipeline
     from strokes.recognizer import Recognizer
 
@@ -430,7 +430,7 @@ def test_inference_copy_folds_batchnorm_without_changing_outputs(data):
 
 
 def test_checkpoint_split_refuses_other_data(trained, data):
-    from strokes.train import checkpoint_split
+    from strokes.training.train import checkpoint_split
 
     ckpt = read_checkpoint(trained[0] / "best.pt")
     sp = checkpoint_split(ckpt, data)

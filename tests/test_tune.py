@@ -16,9 +16,9 @@ optuna = pytest.importorskip("optuna")
 
 import models  # noqa: E402
 import strokes  # noqa: E402
-from strokes import tune as T  # noqa: E402
-from strokes.checkpoint import read_checkpoint  # noqa: E402
-from strokes.train import TrainConfig, load_train_config  # noqa: E402
+from strokes.training import tune as T  # noqa: E402
+from strokes.training.checkpoint import read_checkpoint  # noqa: E402
+from strokes.training.train import TrainConfig, load_train_config  # noqa: E402
 
 DATA = "synthetic:writers=8,samples=2"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -185,7 +185,7 @@ def _base(**kw) -> TrainConfig:
 
 
 def test_tune_prunes_trials(ds, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="strokes.tune")
+    caplog.set_level(logging.INFO, logger="strokes.training.tune")
     result = T.tune(ds, "softmax", 3, tmp_path, base=_base(epochs=2), pruner=_PruneFrom(1), progress=False)
     assert result["states"] == {"COMPLETE": 1, "PRUNED": 2} and result["n_trials"] == 3 and result["ran"] == 3
     assert result["best"]["number"] == 0  # the baseline

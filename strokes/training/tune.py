@@ -2,7 +2,7 @@
 
 :func:`tune` trains one small run per Optuna trial and maximizes the
 validation top-1 of a fixed writer-disjoint split (the split a
-:class:`~strokes.train.TrainConfig` with the same ``split``, ``val``, ``test``
+:class:`~strokes.training.train.TrainConfig` with the same ``split``, ``val``, ``test``
 and ``seed`` describes, so ``strokes train --config best_config.json`` on the
 same data trains on the very same samples). Every trial uses the same
 training seed; only the sampled hyper-parameters differ.
@@ -98,7 +98,7 @@ Files under ``out_dir``:
 
 Example::
 
-    from strokes.tune import tune
+    from strokes.training.tune import tune
     result = tune(ds, "tcn", trials=30, out_dir="runs/tune-tcn")
     result["best"]["value"], result["best"]["config"]["lr"]
 """
@@ -120,7 +120,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._util import atomic_write, tqdm_disable
+from .._util import atomic_write, tqdm_disable
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +317,7 @@ def search_space(model: str, base=None) -> list[Param]:
 
     Args:
         model: a registered model name.
-        base: a :class:`~strokes.train.TrainConfig` whose ``model_options``
+        base: a :class:`~strokes.training.train.TrainConfig` whose ``model_options``
             fix (and so remove from the search) the model fields they name,
             and whose ``augment``, when not None, fixes the augmentation.
 
@@ -382,7 +382,7 @@ def _tidy(value):
 
 
 def config_from_params(model: str, params: dict, base=None):
-    """The :class:`~strokes.train.TrainConfig` that a trial's ``params`` describe.
+    """The :class:`~strokes.training.train.TrainConfig` that a trial's ``params`` describe.
 
     Args:
         model: a registered model name.
@@ -428,7 +428,7 @@ def suggest_config(trial, model: str, base=None):
         base: the fixed settings; see :func:`config_from_params`.
 
     Returns:
-        The :class:`~strokes.train.TrainConfig` of this trial.
+        The :class:`~strokes.training.train.TrainConfig` of this trial.
 
     Raises:
         ValueError: when ``model`` is not registered.
@@ -825,7 +825,7 @@ def tune(
     """
     import torch
 
-    from .splits import split as make_split
+    from ..splits import split as make_split
     from .train import Trainer, resolve_device
 
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:

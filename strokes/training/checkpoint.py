@@ -43,7 +43,7 @@ VERSION = 1
 def versions() -> dict[str, str]:
     import torch
 
-    from . import __version__
+    from .._version import __version__
 
     return {
         "strokes": __version__,
@@ -112,7 +112,7 @@ def save_checkpoint(ckpt: dict, path, *, slim: bool = False) -> Path:
     """Write ``ckpt`` atomically (temporary file, then rename); ``slim`` drops the trainer state."""
     import torch
 
-    from ._util import atomic_write
+    from .._util import atomic_write
 
     if slim:
         ckpt = {k: v for k, v in ckpt.items() if k != "trainer_state"}
@@ -200,7 +200,7 @@ def load_checkpoint(source, device="cpu") -> LoadedModel:
     import models
     from rendering import RenderConfig
 
-    from .normalize import Pipeline
+    from ..normalize import Pipeline
 
     ckpt = source if isinstance(source, dict) else read_checkpoint(source)
     spec = ckpt["model"]

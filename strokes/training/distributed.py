@@ -7,7 +7,7 @@ Launch with ``torchrun`` (it sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
     strokes bench --ddp --procs 2 ...          # re-launches itself through torchrun
 
 :func:`init_from_env` starts the process group: NCCL on CUDA (one GPU per
-process, ``cuda:LOCAL_RANK``), gloo on the CPU. The :class:`strokes.train.Trainer`
+process, ``cuda:LOCAL_RANK``), gloo on the CPU. The :class:`strokes.training.train.Trainer`
 then wraps the model in ``DistributedDataParallel``, shards every epoch with
 a ``DistributedSampler`` (``set_epoch`` each epoch), keeps the *global* batch
 size of its config (each rank takes ``batch_size / world_size``), reduces

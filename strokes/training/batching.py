@@ -122,7 +122,7 @@ class ImageTensors:
 
 def dataset_tensors(ds, pipeline, device="cpu"):
     """:class:`ImageTensors` for an image dataset, else :class:`InkTensors` normalized by ``pipeline``."""
-    from .images import is_image_data
+    from ..images import is_image_data
 
     if is_image_data(ds):
         return ImageTensors.from_dataset(ds, device)
@@ -135,7 +135,7 @@ def check_image_input(ds, input_kind: str, render_config, model_name: str = "thi
     Stroke datasets suit every model. Image datasets (no points) suit image
     models whose render config makes one plane of the images' size.
     """
-    from .images import is_image_data
+    from ..images import is_image_data
 
     if not is_image_data(ds):
         return

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._util import atomic_write
+from .._util import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def most_confused(cm: np.ndarray, vocab, n: int = 20) -> list[dict]:
 
 
 def evaluate(loaded, ds, *, device="cpu", batch_size: int = 1024, progress=None, shared_classes: bool = False) -> dict:
-    """Evaluate a :class:`strokes.checkpoint.LoadedModel` on every sample of ``ds``.
+    """Evaluate a :class:`strokes.training.checkpoint.LoadedModel` on every sample of ``ds``.
 
     ``ds`` is a :class:`strokes.StrokeDataset` (normalized and rendered with
     the checkpoint's own pipeline and render config) or, for image models, a
@@ -56,7 +56,7 @@ def evaluate(loaded, ds, *, device="cpu", batch_size: int = 1024, progress=None,
     samples of classes the model knows.
 
     Args:
-        loaded: the model, from :func:`strokes.checkpoint.load_checkpoint`.
+        loaded: the model, from :func:`strokes.training.checkpoint.load_checkpoint`.
         ds: the data.
         device: torch device for inference.
         batch_size: samples per forward pass.

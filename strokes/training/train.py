@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._util import atomic_write, tqdm_disable
+from .._util import atomic_write, tqdm_disable
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def checkpoint_split(checkpoint: dict, ds):
     Raises ``ValueError`` when ``ds`` is not the data the checkpoint was trained on
     (its fingerprint differs), since the split would then mean nothing.
     """
-    from .splits import split
+    from ..splits import split
 
     cfg = checkpoint.get("train") or {}
     info = cfg.get("split_info") or {}
@@ -167,7 +167,7 @@ def checkpoint_split(checkpoint: dict, ds):
 
 def default_pipeline_for(input_kind: str):
     """Images: the plain unit-square pipeline. Sequences: also resampled to 48 points."""
-    from .normalize import default_pipeline
+    from ..normalize import default_pipeline
 
     if input_kind == "image":
         return default_pipeline()
@@ -227,8 +227,8 @@ class Trainer:
         from rendering.augment import augment_from_config, default_augment
 
         from .batching import check_image_input, dataset_tensors
-        from .normalize import Pipeline
-        from .splits import Split, split
+        from ..normalize import Pipeline
+        from ..splits import Split, split
 
         cfg = self.config
         # training-loop accounting (validation excluded): wall seconds, samples, and the
@@ -259,7 +259,7 @@ class Trainer:
         if len(ds.vocab) < 2:
             raise ValueError(f"{ds.name} has {len(ds.vocab)} class(es); training needs at least 2")
         check_image_input(ds, self.input_kind, self.render, cfg.model)  # image-only data: image models only
-        from .images import is_image_data
+        from ..images import is_image_data
 
         self.data_kind = "images" if is_image_data(ds) else "strokes"
         self.vocab = list(ds.vocab)
