@@ -149,6 +149,10 @@ class RNNEncoder(nn.Module):
         )
         self.feature_dim = 4 * hidden
 
+    #: Run full-length batches unpacked (the same result as packing, 2x faster on the CPU).
+    #: Only ``benchmarks/bench_train.py`` turns it off, to time the trainer as it was.
+    skip_packing_when_full = True
+
     def forward(self, points: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         B, T, _ = points.shape
         cpu_lengths = lengths.detach().to("cpu", torch.int64)  # (B,), pack wants them on the CPU
@@ -156,10 +160,17 @@ class RNNEncoder(nn.Module):
             raise ValueError(f"lengths must lie in [1, T={T}], got {cpu_lengths.tolist()}")
         mask = length_mask(lengths, T)  # (B, T)
         x = self.proj(sequence_features(points, mask, self.features))  # (B, T, P)
-        packed = pack_padded_sequence(x, cpu_lengths, batch_first=True, enforce_sorted=False)
-        out, state = self.rnn(packed)
-        h = state[0] if isinstance(state, tuple) else state  # (layers * 2, B, H); LSTM gives (h, c)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)  # (B, T, 2H), zeros at padding
+        full = B and self.skip_packing_when_full and int(cpu_lengths.min()) == T
+        if full and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
+            # every sequence is full (the default pipeline resamples to a fixed length): packing would
+            # compute the same thing, 2x slower on the CPU (the GRU has no fused kernel for packed input)
+            out, state = self.rnn(x)  # (B, T, 2H)
+            h = state[0] if isinstance(state, tuple) else state  # (layers * 2, B, H)
+        else:
+            packed = pack_padded_sequence(x, cpu_lengths, batch_first=True, enforce_sorted=False)
+            out, state = self.rnn(packed)
+            h = state[0] if isinstance(state, tuple) else state  # (layers * 2, B, H); LSTM gives (h, c)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)  # (B, T, 2H), zeros at padding
         mean = masked_mean(out, mask.unsqueeze(-1), dim=1)  # (B, 2H)
         return torch.cat([h[-2], h[-1], mean], dim=1)  # (B, 4H): top layer forward, backward, mean
 

@@ -71,7 +71,7 @@ DEFAULT_MODELS = ("lstm", "tcn", "lenet5", "extexify_cnn", "vgg_gap", "fusion")
 #: The models of the quick built-in run (``strokes bench`` with no data), one of each kind.
 QUICK_MODELS = ("gru", "tcn", "lenet5", "extexify_cnn", "fusion")
 
-_CELL_FORMAT = 1
+_CELL_FORMAT = 2  # 2: learning curves with val loss and cumulative seconds; precision
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,7 @@ class BenchConfig:
     patience: int = 0  # early stopping (0 = off, so every model gets its whole budget)
     max_train_samples: int | None = None  # train on a random subset of each training split
     compile: bool = False  # torch.compile the models
+    precision: str = "auto"  # auto | fp32 | bf16 autocast for training (auto: bf16 where the hardware does it natively)
     infer_batch_size: int = 512  # batch size of the inference-throughput measurement
     latency_samples: int = 200  # timed single-sample recognize() calls per cell
     latency_warmup: int = 20  # untimed calls before them
@@ -453,6 +454,7 @@ def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchCon
         seed=seed,
         device=str(device),
         compile=config.compile,
+        precision=config.precision,
         max_train_samples=config.max_train_samples,
         time_budget=config.time_budget,
     )
@@ -499,10 +501,15 @@ def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchCon
     step_s = clock["data_seconds"] + clock["model_seconds"]
     support = np.asarray(report["confusion"]).sum(1)
     recall = np.divide(np.diag(np.asarray(report["confusion"])), support, out=np.full(len(support), np.nan), where=support > 0)
-    history = [
-        {k: row[k] for k in ("epoch", "val_top1", "val_top5", "train_loss", "train_seconds", "steps") if k in row}
-        for row in trainer.history
-    ]
+    history, cumulative = [], 0.0
+    for row in trainer.history:  # the learning curve: val top-1 and loss per epoch, against cumulative training seconds
+        cumulative += row.get("train_seconds", 0.0)
+        history.append(
+            {
+                **{k: row[k] for k in ("epoch", "val_top1", "val_top5", "val_loss", "train_loss", "train_seconds", "steps") if k in row},
+                "cum_train_seconds": cumulative,
+            }
+        )
     record = {
         "format": _CELL_FORMAT,
         "cell": _cell_name(model_name, split_id),
@@ -521,6 +528,9 @@ def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchCon
         "train_data_seconds": clock["data_seconds"],
         "train_model_seconds": clock["model_seconds"],
         "train_data_fraction": clock["data_seconds"] / step_s if step_s > 0 else None,
+        "precision": trainer.precision,
+        "channels_last": trainer.channels_last,
+        "workers": trainer.workers,
         "val_top1": metrics["val"]["top1"],
         "test": {k: report[k] for k in ("top1", "top5", "macro_recall", "loss", "samples")},
         "per_class_recall": [None if np.isnan(r) else float(r) for r in recall],

@@ -182,7 +182,7 @@ def train_config_from_args(args):
         name: None if getattr(args, name) is _CLEAR else getattr(args, name)
         for name in (
             "model", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "patience",
-            "split", "seed", "device", "max_train_samples", "time_budget",
+            "split", "seed", "device", "max_train_samples", "time_budget", "precision", "workers",
         )
         if getattr(args, name) is not None
     }
@@ -401,6 +401,7 @@ def cmd_bench(args) -> int:
         augment=not args.no_augment,
         max_train_samples=args.max_train_samples,
         compile=args.compile,
+        precision=args.precision,
         latency_samples=args.latency_samples,
         model_options=options,
     )
@@ -470,7 +471,7 @@ def cmd_tune(args) -> int:
     optuna.logging.set_verbosity(logging.WARNING if args.verbose == 0 else logging.INFO)
     given = {
         name: getattr(args, name)
-        for name in ("epochs", "batch_size", "max_train_samples", "time_budget", "device")
+        for name in ("epochs", "batch_size", "max_train_samples", "time_budget", "device", "precision")
         if getattr(args, name) is not None
     }
     base = TrainConfig(model=args.model, model_options=_parse_options(args.option), **given)
@@ -502,7 +503,15 @@ def cmd_tune(args) -> int:
     return 0
 
 
+PRECISION_HELP = (
+    "auto (default): bf16 autocast where the CPU (AVX512-BF16/AMX) or GPU does bf16 natively, else fp32; "
+    "fp32; bf16. Recorded in the checkpoint"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .training.train import PRECISIONS
+
     p = argparse.ArgumentParser(
         prog="strokes",
         description="Recognize handwritten LaTeX symbols from strokes; load, inspect and convert stroke data.",
@@ -580,6 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--thickness", type=float, default=None, help="render line width in pixels (default 1)")
     sp.add_argument("--max-train-samples", type=_or_none(int), default=None, help="train on a random subset (quick runs; 'none' clears a --config value, e.g. a tune search's subset)")
     sp.add_argument("--compile", action="store_true", help="torch.compile the model")
+    sp.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
+    sp.add_argument("--workers", type=int, default=None, help="DataLoader processes preparing batches (default: 1 on the CPU, 0 on CUDA)")
     sp.add_argument("--resume", default=None, help="continue from OUT/last.pt")
     sp.add_argument("--out", default=None, help="output directory (default runs/MODEL)")
     sp.add_argument("--seed", type=int, default=None, help="seeds init, split, shuffling and augmentation (default 0)")
@@ -609,6 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--latency-samples", type=int, default=200, help="timed single-sample calls per model (default 200)")
     sp.add_argument("--option", action="append", metavar="MODEL.FIELD=VALUE", help="override a model config field (repeatable)")
     sp.add_argument("--compile", action="store_true", help="torch.compile the models")
+    sp.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     sp.add_argument("--ddp", action="store_true", help="train every cell with DistributedDataParallel (re-launches through torchrun)")
     sp.add_argument("--procs", type=int, default=None, help="processes for --ddp (default: the GPU count, at least 2)")
     sp.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
@@ -645,6 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=None, help="training batch size of every trial (default 128)")
     sp.add_argument("--max-train-samples", type=int, default=None, help="train every trial on a random subset (quick searches)")
     sp.add_argument("--option", action="append", metavar="KEY=VALUE", help="fix a model config field (repeatable); it is not searched")
+    sp.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
     sp.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (default 0); trials train with seed 0")
     sp.add_argument("--device", default=None, help="auto | cpu | cuda (default auto)")
     sp.add_argument("--out", default=None, help="output directory (default runs/tune-MODEL)")

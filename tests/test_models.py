@@ -268,3 +268,23 @@ def test_exports_with_dynamic_batch_and_length(name):
         inputs = {"points": points2, "lengths": lengths2} if name == "tcn" else {"image": image2}
         with torch.no_grad():
             torch.testing.assert_close(exported(**inputs), model(**inputs), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "fusion"])
+def test_full_length_batches_skip_packing_with_the_same_result(name):
+    """A batch whose sequences all fill T runs unpacked and gives what the packed path gives."""
+    from models.common import RNNEncoder
+
+    torch.manual_seed(0)
+    model = models.create_model(name, 7).eval()
+    kw = {"points": torch.rand(5, 12, 3), "lengths": torch.full((5,), 12)}
+    if name == "fusion":
+        kw["image"] = torch.rand(5, 1, 32, 32)
+    with torch.no_grad():
+        fast = model(**kw)
+        RNNEncoder.skip_packing_when_full = False
+        try:
+            packed = model(**kw)
+        finally:
+            RNNEncoder.skip_packing_when_full = True
+    torch.testing.assert_close(fast, packed, rtol=1e-5, atol=1e-6)

@@ -462,3 +462,131 @@ def test_cli_train_killed_leaves_a_resumable_checkpoint(tmp_path):
     assert "interrupted" in err
     state = read_checkpoint(out / "last.pt")["trainer_state"]
     assert state["epoch"] >= 1
+
+
+# --------------------------------------------------------------- speed options (issue 14)
+def _autocast_dtypes(trainer_model):
+    """Record the dtype of every conv/linear output during a forward pass (a hook per layer)."""
+    seen = []
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+        for m in trainer_model.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
+    return seen, hooks
+
+
+@pytest.mark.parametrize("precision, expected", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_precision_is_honoured_and_recorded(data, tmp_path, precision, expected):
+    """precision=fp32 computes convs in fp32, bf16 in bf16; the checkpoint records what was used."""
+    trainer = Trainer(_config(epochs=1, precision=precision), tmp_path, progress=False)
+    trainer._setup(data, None)
+    seen, hooks = _autocast_dtypes(trainer.model)
+    trainer.out_dir.mkdir(parents=True, exist_ok=True)
+    trainer._train_epoch()
+    for h in hooks:
+        h.remove()
+    assert seen and set(seen) == {expected}
+    assert trainer.precision == precision
+    metrics = Trainer(_config(epochs=1, precision=precision), tmp_path / "run", progress=False).fit(data)
+    ckpt = read_checkpoint(tmp_path / "run" / "best.pt")
+    assert ckpt["train"]["precision"] == precision and ckpt["train"]["precision_used"] == precision
+    assert np.isfinite(metrics["val"]["loss"])
+    for w in ckpt["state_dict"].values():  # weights stay fp32, stored NCHW-contiguous
+        assert w.dtype in (torch.float32, torch.int64) and w.is_contiguous()
+
+
+def test_precision_auto_follows_the_hardware(monkeypatch):
+    """auto is bf16 exactly where the device does bf16 natively; bad names are refused."""
+    from strokes.training import train as T
+
+    monkeypatch.setattr(T, "native_bf16", lambda device: True)
+    assert T.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(T, "native_bf16", lambda device: False)
+    assert T.resolve_precision("auto", "cpu") == "fp32"
+    assert T.resolve_precision("bf16", "cpu") == "bf16"  # asked for outright: emulated, with a warning
+    assert T.resolve_precision("fp32", "cpu") == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
+        T.resolve_precision("fp16", "cpu")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        _config(precision="half")
+
+
+def test_old_amp_field_still_reads(tmp_path):
+    """A config saved before `precision` existed loads: amp=False means fp32, amp=True the default."""
+    assert TrainConfig.from_dict({"amp": False}).precision == "fp32"
+    assert TrainConfig.from_dict({"amp": True}).precision == "auto"
+    assert TrainConfig.from_dict({"amp": False, "precision": "bf16"}).precision == "bf16"
+
+
+def test_channels_last_for_image_models_only(data, tmp_path):
+    """Image models get NHWC conv weights and inputs; sequence models are left alone."""
+    trainer = Trainer(_config(epochs=1), tmp_path / "img", progress=False)
+    trainer._setup(data, None)
+    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert trainer.channels_last and conv.weight.is_contiguous(memory_format=torch.channels_last)
+    order = torch.arange(len(trainer.train_data))
+    inputs, _ = trainer._epoch_batches(order).__next__()
+    assert inputs["image"].is_contiguous(memory_format=torch.channels_last)
+    off = Trainer(_config(epochs=1, channels_last=False), tmp_path / "off", progress=False)
+    off._setup(data, None)
+    assert not off.channels_last
+    seq = Trainer(_config(model="gru", model_options={"hidden": 8, "layers": 1}, epochs=1), tmp_path / "seq", progress=False)
+    seq._setup(data, None)
+    assert not seq.channels_last
+
+
+def test_workers_give_the_same_run(data, tmp_path):
+    """Batches prepared in a DataLoader worker equal those prepared in the loop: same weights, same history."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a worker leaves the model threads - 1 threads: compare at one thread
+    try:
+        runs = {}
+        for w in (0, 1):
+            cfg = _config(model="fusion", model_options={"seq_hidden": 8, "seq_layers": 1, "image_width": 4}, epochs=2, batch_size=8, workers=w)
+            trainer = Trainer(cfg, tmp_path / f"w{w}", progress=False)
+            trainer.fit(data)
+            assert trainer.workers == w
+            runs[w] = (_weights(tmp_path / f"w{w}" / "last.pt"), [h["val_top1"] for h in trainer.history])
+    finally:
+        torch.set_num_threads(threads)
+    (w0, h0), (w1, h1) = runs[0], runs[1]
+    assert h0 == h1 and all(torch.equal(w0[k], w1[k]) for k in w0)
+
+
+def test_workers_auto_and_validation(data, tmp_path):
+    """auto uses a worker only for small rendering models on the CPU with enough steps; bad values are refused."""
+    small = Trainer(_config(model="lenet5", model_options={}, epochs=1, batch_size=4), tmp_path / "a", progress=False)
+    small._setup(data, None)
+    assert small.steps_per_epoch >= 16 and small.workers == 1
+    few = Trainer(_config(model="lenet5", model_options={}, epochs=1, batch_size=64), tmp_path / "b", progress=False)
+    few._setup(data, None)
+    assert few.steps_per_epoch < 16 and few.workers == 0
+    seq = Trainer(_config(model="gru", model_options={"hidden": 8, "layers": 1}, batch_size=4), tmp_path / "c", progress=False)
+    seq._setup(data, None)
+    assert seq.workers == 0
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="workers must be"):
+            _config(workers=bad)
+
+
+def test_batch_groups_round_trip(data):
+    """Grouping batches for transfer and ungrouping gives back the very batches, in order."""
+    from rendering import RenderConfig
+    from strokes.training.batching import BatchGroups, EpochBatches, InkTensors, ungroup
+    from strokes.training.train import default_pipeline_for
+
+    ink = InkTensors.from_dataset(data, default_pipeline_for("sequence"))
+    order = torch.randperm(len(ink), generator=torch.Generator().manual_seed(0))
+    for kind in ("image", "sequence", "both"):
+        batches = EpochBatches(ink, order, 7, kind, RenderConfig(), channels_last=kind == "image")
+        direct = [batches[i] for i in range(len(batches))]
+        for group, start in ((1, 0), (3, 0), (4, 2)):
+            got = [b for j in range(len(BatchGroups(batches, group, start))) for b in ungroup(BatchGroups(batches, group, start)[j])]
+            want = direct[start:]
+            assert len(got) == len(want)
+            for (gi, gl), (wi, wl) in zip(got, want):
+                assert torch.equal(gl, wl) and set(gi) == set(wi)
+                assert all(torch.equal(gi[k], wi[k]) for k in wi)
+                if kind == "image":
+                    assert gi["image"].is_contiguous(memory_format=torch.channels_last)

@@ -167,13 +167,21 @@ def pad(points, offsets, min_length: int = 1):
     return out, lengths
 
 
-def make_inputs(batch: InkTensors, input_kind: str, render_config, *, augment=None, generator=None) -> dict:
+def make_inputs(batch: InkTensors, input_kind: str, render_config, *, augment=None, generator=None, channels_last: bool = False) -> dict:
     """The ``forward`` keyword arguments for a model taking ``input_kind``.
 
     ``augment`` (a :class:`rendering.augment.Augment`) is applied to the points
     first, drawing from ``generator``; sequence and image inputs then see the
-    same distorted ink.
+    same distorted ink. ``channels_last`` lays images out NHWC in memory (same
+    values and shape), which convolutions in that format read fastest.
     """
+    out = _make_inputs(batch, input_kind, render_config, augment, generator)
+    if channels_last and "image" in out:
+        out["image"] = out["image"].contiguous(memory_format=_torch().channels_last)  # (B, C, S, S), NHWC strides
+    return out
+
+
+def _make_inputs(batch, input_kind, render_config, augment, generator) -> dict:
     from rendering import rasterize_torch
 
     if isinstance(batch, ImageTensors):
@@ -196,6 +204,95 @@ def make_inputs(batch: InkTensors, input_kind: str, render_config, *, augment=No
     if not out:
         raise ValueError(f"unknown input kind {input_kind!r}")
     return out
+
+
+def batch_seed(seed: int, rank: int, epoch: int, index: int) -> int:
+    """The augmentation seed of training batch ``index`` of ``epoch`` on DDP rank ``rank``."""
+    return int(np.random.default_rng([seed, rank, epoch, index]).integers(2**62))
+
+
+class EpochBatches:
+    """One epoch of training batches from normalized ink already in memory: a map-style
+    dataset for ``torch.utils.data.DataLoader(batches, batch_size=None, num_workers=K)``.
+
+    Item ``i`` takes samples ``order[i * batch_size:(i + 1) * batch_size]`` of
+    ``data`` (:class:`InkTensors` or :class:`ImageTensors`), augments them with
+    a generator seeded by :func:`batch_seed` ``(seed, rank, epoch, i)`` and
+    pads/renders them: ``(inputs, labels)``, ``inputs`` being the ``forward``
+    keyword arguments. The result depends only on those numbers, so it is the
+    same in the main process and in any worker. Workers get ``data`` by fork
+    (copy-on-write, nothing is copied up front).
+    """
+
+    def __init__(self, data, order, batch_size: int, input_kind: str, render_config, *, augment=None,
+                 seed: int = 0, epoch: int = 0, rank: int = 0, channels_last: bool = False):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.data = data
+        self.order = order  # (n,) int64 tensor of sample indices, on data's device
+        self.batch_size = batch_size
+        self.input_kind = input_kind
+        self.render = render_config
+        self.augment = augment
+        self.seed, self.epoch, self.rank = seed, epoch, rank
+        self.channels_last = channels_last
+
+    def __len__(self) -> int:
+        return -(-int(self.order.shape[0]) // self.batch_size)
+
+    def __getitem__(self, i: int):
+        torch = _torch()
+        if not 0 <= i < len(self):
+            raise IndexError(f"batch {i} out of range for {len(self)} batches")
+        batch = self.data.take(self.order[i * self.batch_size : (i + 1) * self.batch_size])
+        gen = None
+        if self.augment is not None:
+            gen = torch.Generator(device=batch.device).manual_seed(batch_seed(self.seed, self.rank, self.epoch, i))
+        inputs = make_inputs(batch, self.input_kind, self.render, augment=self.augment, generator=gen, channels_last=self.channels_last)
+        return inputs, batch.labels
+
+
+class BatchGroups:
+    """Consecutive batches of an :class:`EpochBatches` handed over ``group`` at a time, for DataLoader workers.
+
+    Moving a batch from a worker process costs about as much per transfer as per
+    byte (shared memory, a file descriptor, a mapping), so a worker sends
+    ``group`` batches at once: item ``j`` holds batches ``j * group`` to
+    ``(j + 1) * group - 1``, each tensor concatenated along the batch axis when
+    the batches agree on its other dimensions (images always do), else as a
+    list. :func:`ungroup` gives back the very batches, in order.
+    """
+
+    def __init__(self, batches: EpochBatches, group: int = 4, start: int = 0):
+        if group < 1:
+            raise ValueError(f"group must be >= 1, got {group}")
+        self.batches, self.group, self.start = batches, group, start
+
+    def __len__(self) -> int:
+        return -(-(len(self.batches) - self.start) // self.group)
+
+    def __getitem__(self, j: int):
+        torch = _torch()
+        lo = self.start + j * self.group
+        parts = [self.batches[i] for i in range(lo, min(lo + self.group, len(self.batches)))]
+        sizes = [int(labels.shape[0]) for _, labels in parts]
+        keys = list(parts[0][0])
+        if all(len({tuple(p[0][k].shape[1:]) for p in parts}) == 1 for k in keys):
+            inputs = {k: torch.cat([p[0][k] for p in parts]) for k in keys}  # (sum of B, ...), memory format kept
+            return "cat", sizes, inputs, torch.cat([labels for _, labels in parts])
+        return "list", sizes, parts, None
+
+
+def ungroup(item):
+    """The batches ``(inputs, labels)`` of one :class:`BatchGroups` item, in order."""
+    kind, sizes, inputs, labels = item
+    if kind == "list":
+        yield from inputs
+        return
+    start = 0
+    for n in sizes:
+        yield {k: v[start : start + n] for k, v in inputs.items()}, labels[start : start + n]
+        start += n
 
 
 class BatchStream:

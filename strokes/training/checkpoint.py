@@ -69,7 +69,7 @@ def make_checkpoint(
     from models import model_entry
 
     entry = model_entry(model.name)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # NCHW even if trained channels-last
     ckpt = {
         "format": FORMAT,
         "version": VERSION,

@@ -11,9 +11,23 @@ has writer ids (``split="writer"``). On CPU a run is deterministic for a given
 ``seed``: weights are initialized after ``torch.manual_seed(seed)`` and the
 shuffling and augmentation draw from their own seeded generators.
 
-On CUDA the trainer uses bf16 autocast (``amp``), pinned host memory,
-``cudnn.benchmark`` and optionally ``torch.compile``; rendering and
-augmentation run on the GPU since the ink lives there.
+Speed without changing the recipe:
+
+* ``precision="auto"`` trains under bf16 autocast where the hardware does
+  bf16 natively (a CUDA GPU that supports it; a CPU with AVX512-BF16 or AMX)
+  and in fp32 elsewhere; weights, optimizer state and the loss stay fp32. The
+  precision used is recorded in the checkpoint (``train["precision_used"]``).
+* Image models (and fusion's image branch) run in the channels-last memory
+  format (``channels_last``), which oneDNN and cuDNN convolutions prefer.
+* On the CPU, batches (gather, augment, pad, render) are prepared in
+  DataLoader worker processes (``workers``) while the model steps. Batch ``i``
+  of epoch ``e`` draws its augmentation from a generator seeded by
+  ``(seed, rank, e, i)``, so the batches, and the run, are the same for any
+  number of workers.
+
+On CUDA the trainer also uses pinned host memory, ``cudnn.benchmark`` and
+optionally ``torch.compile``; rendering and augmentation run on the GPU since
+the ink lives there.
 """
 
 from __future__ import annotations
@@ -32,7 +46,24 @@ from .._util import atomic_write, tqdm_disable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "load_train_config", "Trainer", "resolve_device", "evaluate_logits", "topk_accuracy", "checkpoint_split"]
+__all__ = [
+    "TrainConfig",
+    "load_train_config",
+    "Trainer",
+    "resolve_device",
+    "resolve_precision",
+    "native_bf16",
+    "PRECISIONS",
+    "evaluate_logits",
+    "topk_accuracy",
+    "checkpoint_split",
+]
+
+#: Models with fewer parameters that render images get a DataLoader worker by default (``workers=None``).
+LIGHT_MODEL_PARAMS = 300_000
+
+#: The ``precision`` choices: ``auto`` (bf16 where the hardware does it natively, else fp32), ``fp32``, ``bf16``.
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -56,7 +87,9 @@ class TrainConfig:
     test: float = 0.1  # test fraction
     seed: int = 0  # seeds init, split, shuffling and augmentation
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    precision: str = "auto"  # auto | fp32 | bf16: autocast dtype of forward passes (auto: bf16 where native)
+    channels_last: bool = True  # image inputs and conv weights in NHWC memory format (faster convolutions)
+    workers: int | None = None  # DataLoader processes preparing batches; None = auto (see Trainer._resolve_workers)
     compile: bool = False  # torch.compile the model
     pipeline: list | None = None  # strokes.normalize pipeline config; None = default for the model
     render: dict | None = None  # rendering.RenderConfig config; None = 32x32 ink, anti-aliased
@@ -78,6 +111,10 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.time_budget is not None and not (isinstance(self.time_budget, (int, float)) and self.time_budget > 0):
             raise ValueError(f"time_budget must be a positive number of seconds or None, got {self.time_budget!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0):
+            raise ValueError(f"workers must be an int >= 0 or None (auto), got {self.workers!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -93,6 +130,10 @@ class TrainConfig:
             raise TypeError(f"a train config must be a dict of fields, got {type(values).__name__}")
         valid = [f.name for f in dataclasses.fields(cls)]
         merged = {**values, **overrides}
+        if "amp" in merged:  # the field before `precision`: amp=False meant fp32
+            amp = merged.pop("amp")
+            if amp is False and "precision" not in merged:
+                merged["precision"] = "fp32"
         unknown = sorted(set(merged) - set(valid))
         if unknown:
             raise ValueError(f"unknown train config field(s) {', '.join(unknown)}; valid fields: {', '.join(valid)}")
@@ -133,6 +174,55 @@ def resolve_device(device: str = "auto"):
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
     return dev
+
+
+def native_bf16(device) -> bool:
+    """Whether ``device`` computes bf16 natively (so bf16 autocast is faster, not emulated).
+
+    CUDA: ``torch.cuda.is_bf16_supported()``. CPU: the ``avx512_bf16`` or
+    ``amx_bf16`` flag in ``/proc/cpuinfo`` (elsewhere: assumed not).
+    """
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(precision: str, device) -> str:
+    """``"bf16"`` or ``"fp32"``: what ``precision`` means on ``device``.
+
+    ``auto`` is bf16 where :func:`native_bf16` says the device does bf16
+    natively, else fp32. ``bf16`` asked for on a CPU without native support
+    still runs (emulated, slower), with a warning; on a CUDA GPU without bf16 it
+    raises ``ValueError``.
+    """
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = torch.device(device)
+    if precision == "fp32":
+        return "fp32"
+    native = native_bf16(device)
+    if precision == "auto":
+        return "bf16" if native else "fp32"
+    if not native:
+        if device.type == "cuda":
+            raise ValueError("--precision bf16 was asked for but this GPU does not support bf16; use --precision fp32 or auto")
+        log.warning("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 autocast is emulated and may be slower than fp32")
+    return "bf16"
 
 
 def checkpoint_split(checkpoint: dict, ds):
@@ -183,7 +273,7 @@ def topk_accuracy(logits, labels, ks=(1, 5)) -> dict[str, float]:
     return {f"top{k}": float(hit[:, : min(k, k_max)].any(1).float().mean()) if len(labels) else math.nan for k in ks}
 
 
-def evaluate_logits(model, data, input_kind, render, batch_size=1024, amp_dtype=None, progress=None):
+def evaluate_logits(model, data, input_kind, render, batch_size=1024, amp_dtype=None, progress=None, channels_last=False):
     """Logits ``(N, C)`` (float32, CPU) of ``model`` on every sample of ``data`` (InkTensors)."""
     import torch
     from tqdm.auto import tqdm
@@ -197,7 +287,7 @@ def evaluate_logits(model, data, input_kind, render, batch_size=1024, amp_dtype=
     with torch.inference_mode():
         for s in tqdm(range(0, n, batch_size), desc="eval", leave=False, disable=tqdm_disable(progress)):
             idx = torch.arange(s, min(s + batch_size, n), device=device)
-            inputs = make_inputs(data.take(idx), input_kind, render)
+            inputs = make_inputs(data.take(idx), input_kind, render, channels_last=channels_last)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(**inputs)
             outs.append(logits.float().cpu())
@@ -210,6 +300,9 @@ class Trainer:
     >>> trainer = Trainer(TrainConfig(model="vgg_gap", epochs=20), out_dir="runs/vgg")
     >>> result = trainer.fit(ds)               # writes runs/vgg/{best,last}.pt, history.json
     """
+
+    #: AdamW's fused update. Only ``benchmarks/bench_train.py`` turns it off, to time the trainer as it was.
+    fused_optimizer = True
 
     def __init__(self, config: TrainConfig, out_dir, *, progress: bool | None = None):
         if not isinstance(config, TrainConfig):
@@ -304,7 +397,13 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)
         self.model = models.create_model(cfg.model, len(self.vocab), **cfg.model_options).to(self.device)
-        self.forward = self.model
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.amp_dtype = torch.bfloat16 if self.precision == "bf16" else None
+        # NHWC for convolutions: the conv weights now, the images as each batch is made
+        self.channels_last = bool(cfg.channels_last and self.input_kind in ("image", "both"))
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.forward = self.model  # what steps call: the model, or its DDP / compiled wrapper
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -316,7 +415,6 @@ class Trainer:
             self.forward = torch.compile(self.forward)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.amp_dtype = torch.bfloat16 if (cfg.amp and self.device.type == "cuda") else None
 
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
@@ -324,6 +422,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=cfg.lr,
+            fused=self.fused_optimizer,  # one kernel for the whole update (CPU and CUDA)
         )
         self.sampler = None
         n_local = len(self.train_data)
@@ -336,6 +435,7 @@ class Trainer:
             )
             n_local = len(self.sampler)
         self.steps_per_epoch = math.ceil(n_local / self.rank_batch)
+        self.workers = self._resolve_workers()
         total = self.steps_per_epoch * cfg.epochs
         warmup = max(1, int(cfg.warmup_epochs * self.steps_per_epoch))
 
@@ -355,7 +455,6 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_at)
         self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.shuffle_gen = torch.Generator().manual_seed(cfg.seed)
-        self.aug_gen = torch.Generator(self.device).manual_seed(cfg.seed + 1 + 7919 * self.dist.rank)  # ranks augment differently
         self.history: list[dict] = []
         self.epoch = 0
         self.best: dict | None = None
@@ -376,8 +475,7 @@ class Trainer:
         self.model.load_state_dict(ckpt["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.shuffle_gen.set_state(state["shuffle_gen"])
-        self.aug_gen.set_state(state["aug_gen"].to(self.aug_gen.get_state().device))
+        self.shuffle_gen.set_state(state["shuffle_gen"])  # augmentation is seeded per batch: no state to restore
         torch.set_rng_state(state["torch_rng"])
         self.epoch = int(state["epoch"])
         self.bad_epochs = int(state["bad_epochs"])
@@ -389,8 +487,6 @@ class Trainer:
         self.epochs_done = float(clock.get("epochs_done", self.epoch))
         self.history = list(ckpt.get("history", []))
         self.best = state.get("best") or None
-        if self.dist.enabled:  # rank 0's generator state was saved: give each rank its own stream again
-            self.aug_gen.manual_seed(self.config.seed + 1 + 7919 * self.dist.rank + 104729 * self.epoch)
         log.info("resumed at epoch %d", self.epoch)
 
     # -- checkpoints ---------------------------------------------------------
@@ -405,7 +501,6 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "shuffle_gen": self.shuffle_gen.get_state(),
-                "aug_gen": self.aug_gen.get_state().cpu(),
                 "torch_rng": torch.get_rng_state(),
                 "epoch": self.epoch,
                 "bad_epochs": self.bad_epochs,
@@ -419,7 +514,14 @@ class Trainer:
             render=self.render,
             metrics=metrics,
             history=self.history,
-            train={**self.config.to_dict(), "split_info": self.split_info, "augment": self.augment.to_config()},
+            train={
+                **self.config.to_dict(),
+                "split_info": self.split_info,
+                "augment": self.augment.to_config(),
+                "precision_used": self.precision,
+                "channels_last_used": self.channels_last,
+                "workers_used": self.workers,
+            },
             trainer_state=state,
         )
 
@@ -442,14 +544,72 @@ class Trainer:
             "epochs_done": self.epochs_done,
         }
 
+    def _resolve_workers(self) -> int:
+        """DataLoader worker processes for batch preparation (see ``TrainConfig.workers``).
+
+        ``auto`` (None): one worker for small models that render images on the CPU
+        (fewer than ``LIGHT_MODEL_PARAMS`` parameters, e.g. lenet5), whose step is
+        short enough for rendering to be a third of it; none otherwise. On two
+        cores a worker takes a core from the model (see ``benchmarks/bench_train.py``):
+        that pays only when preparation is a large share of the step. No workers on
+        CUDA (the GPU prepares batches), under DDP, or for epochs of fewer than 16 steps
+        (the fork would cost more than it saves).
+        """
+        w = self.config.workers
+        if w is None:
+            n_params = sum(p.numel() for p in self.model.parameters())
+            light = self.input_kind in ("image", "both") and n_params < LIGHT_MODEL_PARAMS
+            cpu = self.device.type == "cpu" and not self.dist.enabled
+            return 1 if (cpu and light and self.steps_per_epoch >= 16) else 0
+        if w and self.device.type != "cpu":
+            raise ValueError(
+                f"workers={w}: DataLoader workers prepare batches on the CPU, but training runs on {self.device}, "
+                "where batches are prepared on the device; use workers=0 (or leave it to auto)"
+            )
+        return w
+
+    def _epoch_batches(self, order):
+        """This epoch's batches, prepared in the main process or in DataLoader workers."""
+        import multiprocessing
+
+        import torch
+
+        from .batching import EpochBatches
+
+        batches = EpochBatches(
+            self.train_data,
+            order,
+            self.rank_batch,
+            self.input_kind,
+            self.render,
+            augment=self.augment if self.augment.steps else None,
+            seed=self.config.seed,
+            epoch=self.epoch,
+            rank=self.dist.rank,
+            channels_last=self.channels_last,
+        )
+        if not self.workers:
+            return iter(batches[i] for i in range(len(batches)))
+        from torch.utils.data import DataLoader
+
+        from .batching import BatchGroups, ungroup
+
+        ctx = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+        loader = DataLoader(
+            BatchGroups(batches, group=4),  # 4 batches per transfer from the worker
+            batch_size=None, shuffle=False, num_workers=self.workers, prefetch_factor=2, multiprocessing_context=ctx,
+            # the loader draws its workers' base seed from this generator, not from the global RNG that
+            # dropout uses: so the run is the same with and without workers
+            generator=torch.Generator().manual_seed(self.config.seed),
+        )  # fmt: skip
+        return (batch for item in loader for batch in ungroup(item))
+
     def _budget_left(self) -> bool:
         return self.config.time_budget is None or self.train_seconds < self.config.time_budget
 
     def _train_epoch(self) -> dict:
         import torch
         from tqdm.auto import tqdm
-
-        from .batching import make_inputs
 
         cfg = self.config
         self.model.train()
@@ -459,6 +619,7 @@ class Trainer:
             order = torch.tensor(list(self.sampler), dtype=torch.int64).to(self.device)
         else:
             order = torch.randperm(n, generator=self.shuffle_gen).to(self.device)
+        batches = self._epoch_batches(order)
         # running sums stay on the device: no host sync per step on a GPU
         total_loss = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -475,22 +636,19 @@ class Trainer:
         steps_done = 0
         for step in bar:
             timer.start()
-            idx = order[step * self.rank_batch : (step + 1) * self.rank_batch]
-            batch = self.train_data.take(idx)
-            aug = self.augment if self.augment.steps else None
-            inputs = make_inputs(batch, self.input_kind, self.render, augment=aug, generator=self.aug_gen)
+            inputs, labels = next(batches)  # waits for a worker's batch, or prepares it here
             timer.data_done()
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 logits = self.forward(**inputs)
-                loss = self.loss_fn(logits.float(), batch.labels)
+                loss = self.loss_fn(logits.float(), labels)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
-            b = len(idx)
+            b = len(labels)
             total_loss += loss.detach() * b
-            correct += (logits.detach().argmax(1) == batch.labels).sum()
+            correct += (logits.detach().argmax(1) == labels).sum()
             total_seen += b
             steps_done += 1
             timer.model_done()
@@ -508,6 +666,7 @@ class Trainer:
                 log.info("time budget of %.0f s spent after %d of %d steps", cfg.time_budget, step + 1, self.steps_per_epoch)
                 break
         bar.close()
+        del batches  # stops the workers of an epoch ended early by the time budget
         timer.sync()
         self.train_seconds = seconds_before + time.perf_counter() - epoch_start
         data_s, model_s = timer.totals()
@@ -537,14 +696,18 @@ class Trainer:
 
         if not self.dist.enabled:
             logits = evaluate_logits(
-                self.model, data, self.input_kind, self.render, self.config.eval_batch_size, self.amp_dtype, self.progress
+                self.model, data, self.input_kind, self.render, self.config.eval_batch_size, self.amp_dtype, self.progress,
+                channels_last=self.channels_last,
             )
             labels = data.labels.cpu()
             loss = float(torch.nn.functional.cross_entropy(logits, labels))
             return {"loss": loss, **topk_accuracy(logits, labels)}
         # each rank scores every world_size-th sample; the sums are reduced, so the result is exact
         shard = data.take(torch.arange(self.dist.rank, len(data), self.dist.world_size, device=data.device))
-        logits = evaluate_logits(self.model, shard, self.input_kind, self.render, self.config.eval_batch_size, self.amp_dtype, False)
+        logits = evaluate_logits(
+            self.model, shard, self.input_kind, self.render, self.config.eval_batch_size, self.amp_dtype, False,
+            channels_last=self.channels_last,
+        )
         labels = shard.labels.cpu()
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         hit = top == labels.unsqueeze(1)
@@ -610,6 +773,18 @@ class Trainer:
         if resume is not None:
             resume_ckpt = resume if isinstance(resume, dict) else read_checkpoint(resume)
         self._setup(ds, resume_ckpt, split)
+        import torch
+
+        threads = torch.get_num_threads()
+        if self.workers and self.device.type == "cpu":
+            # the workers get their own cores: the model keeps the rest (oversubscribing is slower)
+            torch.set_num_threads(max(1, threads - self.workers))
+        try:
+            return self._fit(on_epoch)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, on_epoch) -> dict:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         cfg = self.config
         n_params = sum(p.numel() for p in self.model.parameters())

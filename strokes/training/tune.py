@@ -557,7 +557,7 @@ def _exclusive(out_dir: Path):
 def _fixed_settings(base) -> dict:
     """The base config fields that change what a trial measures (stored with the study)."""
     d = base.to_dict()
-    for name in ("model", "lr", "weight_decay", "device", "compile", "eval_batch_size"):
+    for name in ("model", "lr", "weight_decay", "device", "compile", "eval_batch_size", "workers"):
         d.pop(name)
     if d.get("augment") is None:
         d.pop("augment")  # searched
