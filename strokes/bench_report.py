@@ -6,6 +6,19 @@ sequence model with the best image model (and fusion with both); :func:`write`
 writes ``results.json``, ``results.csv`` (one row per model), ``cells.csv``
 (one row per model and seed/fold), ``report.md`` and the PNG charts, each
 atomically.
+
+The verdict knows what it compares. Every cell carries its learning curve
+(val top-1 and loss per epoch, with cumulative training seconds), and
+:func:`converged` decides from it whether the model had stopped improving
+(val top-1 gained less than ``CONVERGED_GAIN`` over its last
+``CONVERGED_WINDOW`` epochs). The verdict then gives two answers:
+
+* **at convergence**: the test scores, but only when every model of the
+  kinds compared converged; otherwise it says the comparison is of training
+  speed, not of representations, and names no representation winner;
+* **at equal compute**: val top-1 read off the curves at fixed training
+  times (:func:`equal_compute`), which is a statement about how fast each
+  model learns on this machine.
 """
 
 from __future__ import annotations
@@ -23,13 +36,30 @@ from ._util import atomic_write
 
 log = logging.getLogger(__name__)
 
-__all__ = ["summarize", "verdict", "markdown_table", "fold_table", "render_report", "write", "CHARTS"]
+__all__ = [
+    "summarize",
+    "verdict",
+    "converged",
+    "equal_compute",
+    "markdown_table",
+    "fold_table",
+    "render_report",
+    "write",
+    "CHARTS",
+    "CONVERGED_WINDOW",
+    "CONVERGED_GAIN",
+]
 
 CHARTS = {
     "latency": "accuracy_vs_latency.png",
-    "training": "accuracy_vs_training_time.png",
+    "curves": "learning_curves.png",
     "per_class": "per_class_sequence_vs_image.png",
 }
+
+#: A cell has converged when the best val top-1 of its last CONVERGED_WINDOW epochs
+#: beats the best before them by less than CONVERGED_GAIN (0.3 points).
+CONVERGED_WINDOW = 3
+CONVERGED_GAIN = 0.003
 
 _KIND_LABEL = {"sequence": "sequence", "image": "image", "both": "both (fusion)"}
 _KIND_COLOR = {"sequence": "tab:blue", "image": "tab:orange", "both": "tab:green"}
@@ -65,11 +95,99 @@ def summarize(results: dict) -> list[dict]:
             row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(get(c) for c in cells)
         top1 = [c["test"]["top1"] for c in cells]
         row["top1_min"], row["top1_max"] = min(top1), max(top1)
+        conv = [converged(c.get("history") or []) for c in cells]
+        row["converged_cells"] = sum(bool(c["converged"]) for c in conv)
+        row["converged"] = row["converged_cells"] == len(cells)
+        gains = [c["gain"] for c in conv if c["gain"] is not None]
+        row["last_gain"] = max(gains) if gains else None  # the worst cell's gain over its last epochs
         row["peak_rss_mb"] = max(c["memory"]["train_peak_rss_mb"] for c in cells)
         cuda = [c["memory"].get("cuda_train_peak_mb") for c in cells if c["memory"].get("cuda_train_peak_mb") is not None]
         row["cuda_peak_mb"] = max(cuda) if cuda else None
         rows.append(row)
     return rows
+
+
+def converged(history: list[dict], window: int = CONVERGED_WINDOW, tol: float = CONVERGED_GAIN) -> dict:
+    """Whether a learning curve had stopped rising.
+
+    Args:
+        history: the cell's per-epoch rows, each with ``val_top1``.
+        window: the last epochs looked at.
+        tol: the largest gain (a fraction, 0.003 = 0.3 points) that still counts as converged.
+
+    Returns:
+        ``{"converged": bool, "gain": float | None, "epochs": int, "reason": str}``;
+        ``gain`` is the best val top-1 of the last ``window`` epochs minus the best
+        before them. A curve with at most ``window`` epochs has no ``gain`` and has
+        not converged (too short to tell).
+    """
+    vals = [h["val_top1"] for h in history if h.get("val_top1") is not None]
+    if len(vals) <= window:
+        return {"converged": False, "gain": None, "epochs": len(vals), "reason": f"only {len(vals)} epoch(s): too short to tell"}
+    gain = max(vals[-window:]) - max(vals[:-window])
+    ok = gain < tol
+    why = (
+        f"val top-1 {'gained only' if ok else 'still gained'} {100 * gain:+.2f} pt over its last {window} epochs "
+        f"({'<' if ok else '≥'} {100 * tol:.1f})"
+    )
+    return {"converged": ok, "gain": gain, "epochs": len(vals), "reason": why}
+
+
+def _mean_curve(cells: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(epochs, cumulative seconds, val top-1), averaged over cells epoch by epoch (up to the shortest)."""
+    hists = [[h for h in c.get("history") or [] if h.get("val_top1") is not None] for c in cells]
+    hists = [h for h in hists if h]
+    if not hists:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    n = min(len(h) for h in hists)
+    ep = np.arange(1, n + 1, dtype=np.float64)
+    secs = np.mean([_cum_seconds(h)[:n] for h in hists], axis=0)
+    top1 = np.mean([[r["val_top1"] for r in h[:n]] for h in hists], axis=0)
+    return ep, secs, top1
+
+
+def _cum_seconds(hist: list[dict]) -> np.ndarray:
+    if all("cum_train_seconds" in h for h in hist):
+        return np.asarray([h["cum_train_seconds"] for h in hist], dtype=np.float64)
+    return np.cumsum([h.get("train_seconds", 0.0) for h in hist])
+
+
+def equal_compute(results: dict, summary: list[dict], n_points: int = 3) -> dict | None:
+    """Val top-1 of every model read off its learning curve at the same training times.
+
+    The times are ``1/n, 2/n, ..., 1`` of the shortest model's total training
+    time (so every model has a reading). The reading at time ``t`` is the mean
+    over seeds of the last validation at or before ``t``, i.e. what that model
+    could have delivered after ``t`` seconds of training on this machine
+    (with its own schedule, which had not decayed yet: a schedule fitted to ``t``
+    would score somewhat higher).
+
+    Returns:
+        ``{"times": [...], "rows": [{"model", "representation", "top1": [...]}], "best": [...]}``,
+        or None when no cell has a curve.
+    """
+    curves = {}
+    for r in summary:
+        cells = [c for c in results["cells"] if c["model"] == r["model"]]
+        ep, secs, top1 = _mean_curve(cells)
+        if len(ep):
+            curves[r["model"]] = (r["representation"], secs, top1)
+    if not curves:
+        return None
+    horizon = min(secs[-1] for _, secs, _ in curves.values())
+    times = [horizon * (i + 1) / n_points for i in range(n_points)]
+    rows = []
+    for model, (kind, secs, top1) in curves.items():
+        reads = []
+        for t in times:
+            done = np.flatnonzero(secs <= t * (1 + 1e-9))
+            reads.append(float(top1[done[-1]]) if len(done) else None)
+        rows.append({"model": model, "representation": kind, "top1": reads})
+    best = []
+    for i in range(len(times)):
+        have = [r for r in rows if r["top1"][i] is not None]
+        best.append(max(have, key=lambda r: r["top1"][i])["model"] if have else None)
+    return {"times": times, "rows": rows, "best": best}
 
 
 def _pct(mean, std) -> str:
@@ -165,12 +283,54 @@ def _compare(results, a: dict, b: dict, what_a: str, what_b: str) -> str:
     return head + f", not larger than the spread over seeds ({spread:.2f} points){paired}. **They are within noise.**"
 
 
+def _not_converged_note(rows: list[dict]) -> str:
+    return ", ".join(
+        f"`{r['model']}` (+{100 * r['last_gain']:.2f} pt over its last {CONVERGED_WINDOW} epochs)"
+        if r.get("last_gain") is not None
+        else f"`{r['model']}` (too few epochs to tell)"
+        for r in rows
+    )
+
+
 def verdict(results: dict, summary: list[dict]) -> list[str]:
-    """Short automatic findings: accuracy and speed of the best sequence vs the best image model."""
+    """Short automatic findings: at convergence (only from converged models), at equal compute, speed."""
     seq, img, both = _best(summary, "sequence"), _best(summary, "image"), _best(summary, "both")
     out = []
+    unconverged = [r for r in summary if not r.get("converged")]
+    if summary:
+        conv = [f"`{r['model']}`" for r in summary if r.get("converged")]
+        out.append(
+            f"**Convergence** (val top-1 gained < {100 * CONVERGED_GAIN:.1f} pt over the last {CONVERGED_WINDOW} epochs, every seed): "
+            + (f"converged: {', '.join(conv)}" if conv else "no model converged")
+            + (f"; **not converged**: {_not_converged_note(unconverged)}." if unconverged else ".")
+        )
+
+    def settled(kinds) -> list[dict]:
+        return [r for r in summary if r["representation"] in kinds and not r.get("converged")]
+
     if seq and img:
-        out.append("**Accuracy.** " + _compare(results, img, seq, "the image path", "the sequence path"))
+        pending = settled(("sequence", "image"))
+        if not pending:
+            out.append("**Accuracy at convergence.** " + _compare(results, img, seq, "the image path", "the sequence path"))
+        else:
+            out.append(
+                f"**Accuracy at convergence: not settled.** {_not_converged_note(pending)} had not converged, so the test "
+                "scores compare how far each model got in its budget: training speed on this machine, not the "
+                "representations. No representation winner is named; give more epochs."
+            )
+    elif summary:
+        kinds = sorted({r["representation"] for r in summary})
+        out.append(f"Only {', '.join(kinds)} models ran, so there is no sequence-vs-image comparison.")
+    eq = results.get("equal_compute") or equal_compute(results, summary)
+    if eq and len(eq["rows"]) > 1:
+        t = eq["times"][-1]
+        rows = sorted(eq["rows"], key=lambda r: -(r["top1"][-1] or 0))
+        reads = ", ".join(f"`{r['model']}` {100 * r['top1'][-1]:.2f}%" for r in rows if r["top1"][-1] is not None)
+        out.append(
+            f"**At equal compute** ({t:.0f} s of training each, val top-1 read off the curves): {reads}. "
+            "This ranks how fast each model learns on this machine, not what its representation can reach."
+        )
+    if seq and img:
         fast, slow = sorted([seq, img], key=lambda r: r["latency_p50_ms_mean"])
         out.append(
             f"**Speed.** Single-sample latency (p50): `{fast['model']}` {fast['latency_p50_ms_mean']:.2f} ms vs "
@@ -179,17 +339,23 @@ def verdict(results: dict, summary: list[dict]) -> list[str]:
             f"{seq['train_samples_per_s_mean']:.0f} samples/s; batched inference: {img['infer_samples_per_s_mean']:.0f} vs "
             f"{seq['infer_samples_per_s_mean']:.0f} samples/s."
         )
-    elif summary:
-        kinds = sorted({r["representation"] for r in summary})
-        out.append(f"Only {', '.join(kinds)} models ran, so there is no sequence-vs-image comparison.")
     if both:
         singles = [r for r in (seq, img) if r]
         if singles:
             best_single = max(singles, key=lambda r: r["top1_mean"])
-            out.append("**Fusion.** " + _compare(results, both, best_single, "fusion", "the best single representation"))
-    top = max(summary, key=lambda r: r["top1_mean"]) if summary else None
+            pending = settled(("sequence", "image", "both"))
+            if not pending:
+                out.append("**Fusion at convergence.** " + _compare(results, both, best_single, "fusion", "the best single representation"))
+            else:
+                out.append(
+                    f"**Fusion at convergence: not settled** ({_not_converged_note(pending)} had not converged); "
+                    f"fusion `{both['model']}` {_pct(both['top1_mean'], both['top1_std'])}% vs `{best_single['model']}` "
+                    f"{_pct(best_single['top1_mean'], best_single['top1_std'])}% top-1 within this budget."
+                )
+    done = [r for r in summary if r.get("converged")]
+    top = max(done, key=lambda r: r["top1_mean"]) if done else None
     if top:
-        out.append(f"**Most accurate:** `{top['model']}` ({top['representation']}), {_pct(top['top1_mean'], top['top1_std'])}% top-1.")
+        out.append(f"**Most accurate converged model:** `{top['model']}` ({top['representation']}), {_pct(top['top1_mean'], top['top1_std'])}% top-1.")
     fastest = min(summary, key=lambda r: r["latency_p50_ms_mean"]) if summary else None
     if fastest:
         out.append(f"**Lowest latency:** `{fastest['model']}`, {fastest['latency_p50_ms_mean']:.2f} ms p50.")
@@ -278,23 +444,33 @@ def chart_latency(summary, path: Path, title: str) -> None:
     _save(fig, path)
 
 
-def chart_training(results, summary, path: Path, title: str) -> None:
+def chart_curves(results, summary, path: Path, title: str) -> None:
+    """Val top-1 against epochs (left) and against cumulative training seconds (right),
+    one line per model (mean over seeds), thin lines for the single seeds."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, (ax_e, ax_t) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     cmap = plt.get_cmap("tab10")
     for i, r in enumerate(summary):
         color = cmap(i % 10)
-        for j, c in enumerate(x for x in results["cells"] if x["model"] == r["model"]):
-            hist = [h for h in c["history"] if "val_top1" in h]
-            if not hist:
-                continue
-            t = np.cumsum([h.get("train_seconds", 0.0) for h in hist])
-            ax.plot(t, [100 * h["val_top1"] for h in hist], "-", marker=".", color=color, alpha=0.8, lw=1, label=r["model"] if j == 0 else None)
-    ax.set_xlabel("training time (s, validation excluded)")
-    ax.set_ylabel("validation top-1 (%)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+        cells = [x for x in results["cells"] if x["model"] == r["model"]]
+        for c in cells:
+            hist = [h for h in c.get("history") or [] if h.get("val_top1") is not None]
+            if len(cells) > 1 and hist:
+                v = [100 * h["val_top1"] for h in hist]
+                ax_e.plot(np.arange(1, len(hist) + 1), v, "-", color=color, alpha=0.25, lw=0.8)
+                ax_t.plot(_cum_seconds(hist), v, "-", color=color, alpha=0.25, lw=0.8)
+        ep, secs, top1 = _mean_curve(cells)
+        if len(ep):
+            label = f"{r['model']} ({r['representation']})" + ("" if r.get("converged") else ", not converged")
+            ax_e.plot(ep, 100 * top1, "-", marker=".", color=color, lw=1.6, label=label)
+            ax_t.plot(secs, 100 * top1, "-", marker=".", color=color, lw=1.6)
+    ax_e.set_xlabel("epoch")
+    ax_t.set_xlabel("cumulative training time (s, validation excluded)")
+    ax_e.set_ylabel("validation top-1 (%), mean over seeds")
+    for ax in (ax_e, ax_t):
+        ax.grid(alpha=0.3)
+    ax_e.legend(fontsize=8, loc="lower right")
+    fig.suptitle(title, fontsize=9)
     _save(fig, path)
 
 
@@ -390,9 +566,38 @@ def render_report(results: dict, image_prefix: str = "") -> str:
         "",
         f"![accuracy vs latency]({image_prefix}{CHARTS['latency']})",
         "",
-        f"![accuracy vs training time]({image_prefix}{CHARTS['training']})",
+        f"![learning curves: val top-1 against epochs and training seconds]({image_prefix}{CHARTS['curves']})",
         "",
     ]
+    eq = results.get("equal_compute") or equal_compute(results, summary)
+    if eq:
+        lines += [
+            "## Equal compute",
+            "",
+            "Validation top-1 % read off each model's learning curve (mean over seeds) after the same training time: "
+            "how fast each model learns on this machine. Each model ran its own schedule, not yet decayed at the "
+            "earlier times.",
+            "",
+            "| model | representation | " + " | ".join(f"{t:.0f} s" for t in eq["times"]) + " |",
+            "|---|---|" + "--:|" * len(eq["times"]),
+        ]
+        for r in eq["rows"]:
+            cells = [
+                "–" if v is None else (f"**{100 * v:.2f}**" if eq["best"][i] == r["model"] else f"{100 * v:.2f}")
+                for i, v in enumerate(r["top1"])
+            ]
+            lines.append(f"| {r['model']} | {r['representation']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Convergence", "", "| model | epochs | best epoch | converged (cells) | largest gain over the last 3 epochs |", "|---|--:|--:|---|--:|"]
+    for r in summary:
+        cells = [c for c in results["cells"] if c["model"] == r["model"]]
+        best_ep = ", ".join(str(c.get("best_epoch")) for c in cells)
+        gain = "–" if r.get("last_gain") is None else f"{100 * r['last_gain']:+.2f} pt"
+        lines.append(
+            f"| {r['model']} | {_num(r['epochs_run_mean'], '{:.1f}')} | {best_ep} | "
+            f"{'yes' if r.get('converged') else '**no**'} ({r.get('converged_cells', 0)}/{r['cells']}) | {gain} |"
+        )
+    lines.append("")
     diff = results.get("per_class")
     if diff:
         lines += [
@@ -447,6 +652,7 @@ def write(results: dict, out_dir) -> dict[str, Path]:
     out = Path(out_dir)
     summary = summarize(results)
     results["summary"] = summary
+    results["equal_compute"] = equal_compute(results, summary)
     results["verdict"] = verdict(results, summary)
     seq, img = _best(summary, "sequence"), _best(summary, "image")
     results["per_class"] = per_class_difference(results, seq["model"], img["model"]) if seq and img else None
@@ -454,8 +660,8 @@ def write(results: dict, out_dir) -> dict[str, Path]:
     paths = {}
     chart_latency(summary, out / CHARTS["latency"], title)
     paths["latency"] = out / CHARTS["latency"]
-    chart_training(results, summary, out / CHARTS["training"], title)
-    paths["training"] = out / CHARTS["training"]
+    chart_curves(results, summary, out / CHARTS["curves"], title)
+    paths["curves"] = out / CHARTS["curves"]
     if results["per_class"]:
         chart_per_class(results["per_class"], out / CHARTS["per_class"], title)
         paths["per_class"] = out / CHARTS["per_class"]

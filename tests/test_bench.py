@@ -19,7 +19,7 @@ from strokes.bench import (
     parse_split,
     run_bench,
 )
-from strokes.bench_report import summarize, verdict
+from strokes.bench_report import converged, equal_compute, summarize, verdict
 from strokes.cli import main
 from strokes.synthetic import generate
 from strokes.training.train import TrainConfig, Trainer
@@ -68,7 +68,7 @@ def test_writes_every_output(bench):
     out, results, seconds = bench
     names = {p.name for p in out.iterdir()}
     assert {"results.json", "results.csv", "cells.csv", "report.md", "bench.json"} <= names
-    for png in ("accuracy_vs_latency.png", "accuracy_vs_training_time.png", "per_class_sequence_vs_image.png"):
+    for png in ("accuracy_vs_latency.png", "learning_curves.png", "per_class_sequence_vs_image.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     assert len(results["cells"]) == 3 * 2
     assert seconds < 120
@@ -94,11 +94,29 @@ def test_results_have_the_fields_the_issue_lists(bench):
         assert lat["calls"] == 6 and lat["warmup_calls"] == 2 and 0 < lat["p50_ms"] <= lat["p95_ms"]
         assert cell["memory"]["train_peak_rss_mb"] > 0
         assert len(cell["per_class_recall"]) == len(cell["vocab"])
+        assert cell["precision"] in ("fp32", "bf16") and isinstance(cell["workers"], int)
     summary = {r["model"]: r for r in results["summary"]}
     assert summary["gru"]["representation"] == "sequence" and summary["lenet5"]["representation"] == "image"
     for r in summary.values():
         assert r["cells"] == 2 and r["top1_std"] is not None
     assert results["verdict"] and results["per_class"]["sequence_model"] == "gru"
+
+
+def test_cells_record_their_learning_curves(data, tmp_path):
+    """Every cell's history is its learning curve: val top-1 and loss per epoch, cumulative training seconds."""
+    results = run_bench(data, _config(models=("lenet5",), seeds=1, epochs=3), tmp_path, progress=False)
+    hist = results["cells"][0]["history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    for h in hist:
+        assert 0 <= h["val_top1"] <= h["val_top5"] <= 1 and np.isfinite(h["val_loss"]) and h["val_loss"] > 0
+    cum = [h["cum_train_seconds"] for h in hist]
+    assert cum == pytest.approx(np.cumsum([h["train_seconds"] for h in hist]).tolist())
+    assert all(b > a for a, b in zip(cum, cum[1:]))
+    # the same curve is in results.json, and the report has the convergence table and the curves chart
+    saved = json.loads((tmp_path / "results.json").read_text())["cells"][0]["history"]
+    assert saved == hist
+    report = (tmp_path / "report.md").read_text()
+    assert "## Convergence" in report and "learning_curves.png" in report and "## Equal compute" in report
 
 
 def test_every_model_sees_the_same_splits(bench):
@@ -262,7 +280,19 @@ def test_peak_memory_sees_a_short_allocation():
         assert mem.peak - mem.start >= 30 * 2**20
 
 
-def _fake(models_top1: dict, kinds: dict) -> dict:
+def _curve(final: float, rising: bool = False, epochs: int = 8, seconds: float = 10.0) -> list[dict]:
+    """A learning curve ending at ``final``: flat over its last epochs, or still rising 1 point per epoch."""
+    if rising:
+        vals = [final - 0.01 * (epochs - 1 - e) for e in range(epochs)]
+    else:  # saturating: the last 3 epochs gain < 0.1 point
+        vals = [final - 0.2 * 0.25**e + 0.2 * 0.25 ** (epochs - 1) for e in range(epochs)]
+    return [
+        {"epoch": e + 1, "val_top1": v, "val_loss": 1.0, "train_seconds": seconds, "cum_train_seconds": seconds * (e + 1)}
+        for e, v in enumerate(vals)
+    ]
+
+
+def _fake(models_top1: dict, kinds: dict, rising=(), seconds=None) -> dict:
     cells = []
     for m, accs in models_top1.items():
         for i, a in enumerate(accs):
@@ -273,6 +303,7 @@ def _fake(models_top1: dict, kinds: dict) -> dict:
                     "train_samples_per_s": 10.0, "train_data_fraction": 0.1, "inference": {"samples_per_s": 100.0},
                     "latency": {"p50_ms": 1.0 if kinds[m] == "image" else 2.0, "p95_ms": 3.0},
                     "memory": {"train_peak_rss_mb": 1.0},
+                    "history": _curve(a, rising=m in rising, seconds=(seconds or {}).get(m, 10.0)),
                 }
             )
     return {"config": {"models": list(models_top1)}, "cells": cells}
@@ -296,3 +327,53 @@ def test_verdict_with_one_seed_says_the_spread_is_unknown():
     kinds = {"lstm": "sequence", "cnn": "image"}
     results = _fake({"lstm": [0.80], "cnn": [0.90]}, kinds)
     assert "spread is unknown" in " ".join(verdict(results, summarize(results)))
+
+
+def test_converged_reads_the_last_epochs():
+    """A curve has converged when its last 3 epochs gain less than 0.3 points over the best before them."""
+    flat = _curve(0.9)
+    assert converged(flat)["converged"] and converged(flat)["gain"] < 0.003
+    up = _curve(0.9, rising=True)
+    c = converged(up)
+    assert not c["converged"] and c["gain"] == pytest.approx(0.03) and "still gained" in c["reason"]
+    short = converged(flat[:3])
+    assert not short["converged"] and short["gain"] is None and "too short" in short["reason"]
+    # a drop at the end is converged (no gain), a gain of exactly the tolerance is not
+    assert converged([{"val_top1": v} for v in (0.5, 0.9, 0.89, 0.88, 0.88)])["converged"]
+    assert not converged([{"val_top1": v} for v in (0.5, 0.9, 0.9, 0.9, 0.904)])["converged"]
+
+
+def test_verdict_names_no_representation_winner_from_unconverged_cells():
+    """With a model still improving, the verdict says it compares training speed and names no winner."""
+    kinds = {"lstm": "sequence", "cnn": "image"}
+    results = _fake({"lstm": [0.80, 0.81, 0.79], "cnn": [0.90, 0.91, 0.92]}, kinds, rising=("lstm",))
+    text = " ".join(verdict(results, summarize(results)))
+    assert "not settled" in text and "training speed" in text and "`lstm`" in text.split("not converged")[1]
+    assert "ahead" not in text and "within noise" not in text and "Most accurate converged model:** `cnn`" in text
+    # the same scores with both converged name the winner
+    results = _fake({"lstm": [0.80, 0.81, 0.79], "cnn": [0.90, 0.91, 0.92]}, kinds)
+    assert "The image path is ahead" in " ".join(verdict(results, summarize(results)))
+
+
+def test_fusion_verdict_also_waits_for_convergence():
+    """Fusion is not declared ahead or behind while it (or a single model) is still improving."""
+    kinds = {"lstm": "sequence", "cnn": "image", "fusion": "both"}
+    results = _fake({"lstm": [0.8, 0.8], "cnn": [0.9, 0.9], "fusion": [0.85, 0.86]}, kinds, rising=("fusion",))
+    text = " ".join(verdict(results, summarize(results)))
+    assert "Fusion at convergence: not settled" in text and "behind" not in text
+
+
+def test_equal_compute_reads_the_curves_at_the_same_times():
+    """Equal compute reads each model's val top-1 at fractions of the shortest run's training time."""
+    kinds = {"slow": "sequence", "fast": "image"}
+    results = _fake({"slow": [0.9, 0.9], "fast": [0.8, 0.8]}, kinds, seconds={"slow": 20.0, "fast": 10.0})
+    eq = equal_compute(results, summarize(results))
+    assert eq["times"] == pytest.approx([80 / 3, 160 / 3, 80.0])  # the shorter run: 8 epochs x 10 s
+    slow = next(r for r in eq["rows"] if r["model"] == "slow")
+    fast = next(r for r in eq["rows"] if r["model"] == "fast")
+    # at 80 s the slow model has finished 4 of its 8 epochs, the fast one all 8
+    assert slow["top1"][-1] == pytest.approx(results["cells"][0]["history"][3]["val_top1"])
+    assert fast["top1"][-1] == pytest.approx(0.8)
+    assert slow["top1"][0] is not None
+    text = " ".join(verdict(results, summarize(results)))
+    assert "At equal compute** (80 s of training each" in text
