@@ -63,13 +63,26 @@ __all__ = [
     "latency_stats",
     "DEFAULT_MODELS",
     "QUICK_MODELS",
+    "QUICK_DATA",
+    "QUICK_OPTIONS",
+    "QUICK_EPOCHS",
     "compatible_models",
 ]
 
 #: The models of a full comparison (two sequence models, three image models, and fusion).
 DEFAULT_MODELS = ("lstm", "tcn", "lenet5", "extexify_cnn", "vgg_gap", "fusion")
-#: The models of the quick built-in run (``strokes bench`` with no data), one of each kind.
-QUICK_MODELS = ("gru", "tcn", "lenet5", "extexify_cnn", "fusion")
+#: The default run (``strokes bench`` with no ``--data``): real handwriting shipped in the
+#: package (:data:`strokes.io.BUILTIN` ``crohme-mini``), one model of each kind, sized and
+#: given enough epochs to converge on two CPU cores within about four minutes in all.
+QUICK_DATA = "crohme-mini"
+QUICK_MODELS = ("lstm", "lenet5", "fusion")
+QUICK_OPTIONS = {
+    "lstm": {"proj": 32, "hidden": 64, "layers": 1},
+    "fusion": {"seq_hidden": 32, "seq_layers": 1, "seq_proj": 32, "image_width": 8, "head_hidden": 128},
+}
+QUICK_EPOCHS = 20
+QUICK_BATCH_SIZE = 64
+QUICK_SEEDS = 2
 
 _CELL_FORMAT = 2  # 2: learning curves with val loss and cumulative seconds; precision
 

@@ -520,6 +520,18 @@ def render_report(results: dict, image_prefix: str = "") -> str:
         + ("early stopping off" if not cfg["patience"] else f"early stopping after {cfg['patience']} epochs")
         + (f", at most {cfg['max_train_samples']:,} training samples" if cfg.get("max_train_samples") else "")
         + ".",
+        *(
+            [
+                "- **Model sizes:** "
+                + "; ".join(f"`{m}` " + ", ".join(f"{k}={v}" for k, v in o.items()) for m, o in cfg["model_options"].items())
+                + " (other fields at their defaults; parameters in the table)."
+            ]
+            if cfg.get("model_options")
+            else []
+        ),
+        f"- **Precision:** {cfg.get('precision', 'auto')} (used: "
+        + ", ".join(sorted({c.get('precision', 'fp32') for c in results['cells']}))
+        + ").",
         f"- **Machine:** {env['device']} ({env['gpu'] or env['cpu']}), {env['cpu_count']} CPU cores, {env['torch_threads']} torch threads, "
         f"torch {env['torch']}, commit `{(env.get('commit') or 'unknown')[:10]}`{' (dirty tree)' if env.get('dirty') else ''}, "
         f"load average {env.get('loadavg_start', ['?'])[0]} at the start and {env.get('loadavg_end', ['?'])[0]} at the end.",

@@ -352,12 +352,11 @@ def cmd_stats(args) -> int:
     return 0
 
 
-QUICK_DATA = "synthetic:writers=16,samples=3"
-QUICK_BUDGET = 8.0  # training seconds per model and seed in the quick run
-
-
 def cmd_bench(args) -> int:
-    from .bench import DEFAULT_MODELS, QUICK_MODELS, BenchConfig, _argv, check_models, run_bench
+    from .bench import (
+        DEFAULT_MODELS, QUICK_BATCH_SIZE, QUICK_DATA, QUICK_EPOCHS, QUICK_MODELS, QUICK_OPTIONS, QUICK_SEEDS,
+        BenchConfig, _argv, check_models, run_bench,
+    )  # fmt: skip
     from .bench_report import markdown_table
 
     if args.ddp:
@@ -378,11 +377,10 @@ def cmd_bench(args) -> int:
     models = check_models(_csv(args.models)) if args.models else list(QUICK_MODELS if quick else DEFAULT_MODELS)
     epochs, budget, batch_size = args.epochs, args.time_budget, args.batch_size
     if epochs is None and budget is None:
-        # the quick run gives every model the same few CPU seconds; real data defaults to epochs
-        epochs, budget = (100, QUICK_BUDGET) if quick else (10, None)
+        epochs = QUICK_EPOCHS if quick else 10
     if batch_size is None:
-        batch_size = 32 if quick else 128
-    options: dict = {}
+        batch_size = QUICK_BATCH_SIZE if quick else 128
+    options: dict = {m: dict(o) for m, o in QUICK_OPTIONS.items() if m in models} if quick else {}
     for key, value in _parse_options(args.option).items():
         model, dot, field_name = key.partition(".")
         if not dot or not field_name:
@@ -392,7 +390,7 @@ def cmd_bench(args) -> int:
         models=tuple(models),
         epochs=epochs,
         time_budget=budget,
-        seeds=args.seeds if args.seeds is not None else (2 if quick else 3),
+        seeds=args.seeds if args.seeds is not None else (QUICK_SEEDS if quick else 3),
         seed=args.seed,
         split=args.split,
         device=args.device,
@@ -410,7 +408,10 @@ def cmd_bench(args) -> int:
     dist = init_from_env(args.device) if args.ddp else None
     ds = _load(args)
     if quick and (dist is None or dist.is_main):
-        print(f"strokes bench: no --data given, so this is the quick run on built-in SYNTHETIC data ({QUICK_DATA})")
+        print(
+            f"strokes bench: no --data given, so this is the default run on {ds.name}: {len(ds):,} real symbols "
+            f"of {len(ds.vocab)} classes shipped with strokes ({', '.join(models)}; {epochs} epochs; {config.seeds} seeds)"
+        )
     _interrupt_on_signals()
     finished = False
     try:
@@ -510,6 +511,7 @@ PRECISION_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .bench import DEFAULT_MODELS, QUICK_BATCH_SIZE, QUICK_DATA, QUICK_EPOCHS, QUICK_MODELS, QUICK_SEEDS
     from .training.train import PRECISIONS
 
     p = argparse.ArgumentParser(
@@ -604,16 +606,18 @@ def build_parser() -> argparse.ArgumentParser:
         "recall (mean ± std over seeds), training time and throughput, data-preparation share, batched inference "
         "throughput, single-sample recognize() latency (p50/p95) and peak memory. Writes results.json, results.csv, "
         "cells.csv, report.md (with a verdict) and charts to --out; the same --out resumes an interrupted run. "
-        f"Without --data: a quick run on built-in synthetic data ({QUICK_DATA}).",
+        f"Without --data: the default run on {QUICK_DATA}, real CROHME handwriting shipped with strokes "
+        f"({', '.join(QUICK_MODELS)}, small sizes, {QUICK_EPOCHS} epochs, {QUICK_SEEDS} seeds: about four minutes on two cores). "
+        "--data synthetic runs on generated data instead.",
     )
     data_args(sp, option=True)
-    sp.add_argument("--models", default=None, help="comma-separated model names (default: lstm,tcn,lenet5,extexify_cnn,vgg_gap,fusion; quick run: gru,tcn,lenet5,extexify_cnn,fusion)")
-    sp.add_argument("--epochs", type=int, default=None, help="epochs per model and seed (default 10; the quick run: 8 s of training each)")
+    sp.add_argument("--models", default=None, help=f"comma-separated model names (default: {','.join(DEFAULT_MODELS)}; without --data: {','.join(QUICK_MODELS)})")
+    sp.add_argument("--epochs", type=int, default=None, help=f"epochs per model and seed (default 10; without --data: {QUICK_EPOCHS})")
     sp.add_argument("--time-budget", type=float, default=None, metavar="SECONDS", help="training seconds per model and seed (with --epochs: whichever ends first)")
-    sp.add_argument("--seeds", type=int, default=None, help="seeds per model (default 3; quick run 2)")
+    sp.add_argument("--seeds", type=int, default=None, help=f"seeds per model (default 3; without --data: {QUICK_SEEDS})")
     sp.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     sp.add_argument("--split", default="writer", help="writer | random | kfold:K | hasy-folds[:LIST] (HASYv2's official folds, e.g. hasy-folds:1-3) (default writer)")
-    sp.add_argument("--batch-size", type=int, default=None, help="training batch size, every model (default 128; quick run 32)")
+    sp.add_argument("--batch-size", type=int, default=None, help=f"training batch size, every model (default 128; without --data: {QUICK_BATCH_SIZE})")
     sp.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, every model (default 2e-3)")
     sp.add_argument("--no-augment", action="store_true", help="train without augmentation")
     sp.add_argument("--max-train-samples", type=int, default=None, help="train on a random subset of each split")

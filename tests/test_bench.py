@@ -377,3 +377,36 @@ def test_equal_compute_reads_the_curves_at_the_same_times():
     assert slow["top1"][0] is not None
     text = " ".join(verdict(results, summarize(results)))
     assert "At equal compute** (80 s of training each" in text
+
+
+def test_default_run_is_real_data_with_the_stated_sizes(monkeypatch, capsys):
+    """`strokes bench` with no --data runs the shipped CROHME subset with the quick models, sizes, epochs and seeds."""
+    import strokes.bench as B
+
+    seen = {}
+
+    def fake_run_bench(ds, config, out_dir=None, **kw):
+        seen["ds"], seen["config"] = ds, config
+        raise SystemExit(0)
+
+    monkeypatch.setattr(B, "run_bench", fake_run_bench)
+    with pytest.raises(SystemExit):
+        main(["bench"])
+    cfg, ds = seen["config"], seen["ds"]
+    assert ds.info["builtin"] == "crohme-mini" and not ds.synthetic and len(ds) == 5788
+    assert cfg.models == B.QUICK_MODELS and cfg.epochs == B.QUICK_EPOCHS and cfg.time_budget is None
+    assert cfg.seeds == 2 and cfg.batch_size == B.QUICK_BATCH_SIZE
+    assert cfg.model_options == B.QUICK_OPTIONS
+    kinds = {__import__("models").model_entry(m).input_kind for m in cfg.models}
+    assert kinds == {"sequence", "image", "both"}
+    assert "real symbols" in capsys.readouterr().out
+
+
+def test_default_run_end_to_end_on_the_shipped_data(tmp_path, capsys):
+    """A shortened default run (one model, one epoch) trains on the shipped data and writes its report."""
+    code = main(["bench", "--models", "lenet5", "--epochs", "1", "--seeds", "1", "--latency-samples", "3", "--out", str(tmp_path)])
+    assert code == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["data"]["samples"] == 5788 and results["data"]["synthetic"] is False
+    report = (tmp_path / "report.md").read_text()
+    assert "SYNTHETIC" not in report and "crohme-mini" in report

@@ -13,6 +13,8 @@ format             source
 ``postgres``       a ``postgresql://`` or ``postgres://`` DSN (or ``format="postgres"``
                    with an empty DSN to use the ``PG*`` environment variables)
 ``synthetic``      the string ``"synthetic"``: the built-in generated data
+``builtin``        the name of real data shipped inside the package:
+                   ``"crohme-mini"`` (see :data:`BUILTIN`)
 =================  =====================================================
 """
 
@@ -22,9 +24,25 @@ from pathlib import Path
 
 from ..dataset import StrokeDataset
 
-__all__ = ["load", "save", "infer_format", "import_to_store", "FORMATS"]
+__all__ = ["load", "save", "infer_format", "import_to_store", "builtin_path", "FORMATS", "BUILTIN"]
 
-FORMATS = ("inkml", "detexify-sql", "couchdb-json", "npz", "store", "hasy", "postgres", "synthetic")
+FORMATS = ("inkml", "detexify-sql", "couchdb-json", "npz", "store", "hasy", "postgres", "synthetic", "builtin")
+
+#: Real data shipped inside the package, by name (``strokes.load(name)``):
+#: ``crohme-mini`` is 6,000-odd CROHME 2013 training symbols from whole writers, the
+#: default data of ``strokes bench``; its provenance and terms are in
+#: ``strokes/data/crohme-mini.md`` next to the file.
+BUILTIN = {"crohme-mini": "crohme-mini.npz"}
+
+
+def builtin_path(name: str) -> Path:
+    """The file of the shipped data set ``name`` (a key of :data:`BUILTIN`)."""
+    if name not in BUILTIN:
+        raise ValueError(f"no shipped data set {name!r}; shipped: {', '.join(BUILTIN)}")
+    path = Path(__file__).resolve().parent.parent / "data" / BUILTIN[name]
+    if not path.exists():
+        raise FileNotFoundError(f"the shipped data set {name!r} is missing from this install ({path}); reinstall strokes")
+    return path
 
 
 def infer_format(source) -> str:
@@ -34,6 +52,8 @@ def infer_format(source) -> str:
         return "postgres"
     if s == "synthetic" or s.startswith("synthetic:"):
         return "synthetic"
+    if s in BUILTIN:
+        return "builtin"
     p = Path(s)
     from .hasy import is_hasy
 
@@ -97,6 +117,12 @@ def load(source, *, format: str | None = None, **options):
         from .postgres import load_postgres
 
         return load_postgres(str(source) if source else None, **options)
+    if fmt == "builtin":
+        from .npz import load_npz
+
+        ds = load_npz(builtin_path(str(source)), **options)
+        ds.info["builtin"] = str(source)
+        return ds
     if fmt == "synthetic":
         from ..synthetic import generate, parse_spec
 
