@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="the bench output directory (with results.json)")
     p.add_argument("--note", action="append", default=[], help="a paragraph to add after the heading (repeatable)")
+    p.add_argument("--heading", default=HEADING, help=f"the RESULTS.md section to replace (default {HEADING!r})")
+    p.add_argument("--prefix", default="bench-", help="file name prefix of the charts in benchmarks/img/ (default bench-)")
     args = p.parse_args(argv)
 
     from strokes.bench_report import CHARTS, render_report
@@ -40,15 +42,15 @@ def main(argv=None) -> int:
     img.mkdir(exist_ok=True)
     for name in CHARTS.values():
         if (run / name).exists():
-            shutil.copyfile(run / name, img / f"bench-{name}")
-    body = render_report(results, image_prefix="img/bench-")
+            shutil.copyfile(run / name, img / f"{args.prefix}{name}")
+    body = render_report(results, image_prefix=f"img/{args.prefix}")
     lines = body.splitlines()
-    out = [HEADING, ""]
+    out = [args.heading, ""]
     out += [n + "\n" for n in args.note]
     for line in lines[1:]:  # the report's own title is replaced by HEADING
         out.append("#" + line if line.startswith("#") else line)
-    write_section(ROOT / "benchmarks" / "RESULTS.md", HEADING, "\n".join(out).rstrip("\n") + "\n")
-    print(f"updated benchmarks/RESULTS.md and benchmarks/img/bench-*.png from {run}")
+    write_section(ROOT / "benchmarks" / "RESULTS.md", args.heading, "\n".join(out).rstrip("\n") + "\n")
+    print(f"updated benchmarks/RESULTS.md and benchmarks/img/{args.prefix}*.png from {run}")
     return 0
 
 
