@@ -188,12 +188,31 @@ def test_time_budget_is_shared_and_stops_training(data, tmp_path):
     assert 0.3 <= cell["train_seconds"] < 5
 
 
-def test_trainer_time_budget_ends_mid_epoch(data, tmp_path):
-    cfg = TrainConfig(model="lenet5", epochs=50, batch_size=4, device="cpu", patience=0, val=0.2, test=0.2, time_budget=0.2)
-    metrics = Trainer(cfg, tmp_path, progress=False).fit(data)
+def test_trainer_time_budget_ends_mid_epoch(data, tmp_path, monkeypatch):
+    """A time budget that runs out inside an epoch stops that epoch after the step that spent it."""
+    cfg = TrainConfig(model="lenet5", epochs=50, batch_size=2, device="cpu", patience=0, val=0.2, test=0.2, time_budget=0.5, workers=0)
+    trainer = Trainer(cfg, tmp_path, progress=False)
+    # the clock is the step counter: every step "takes" 0.1 s, so the budget ends at step 5 of the first epoch
+    steps = {"n": 0}
+    real_next = next
+
+    def counting_batches(order):
+        for batch in Trainer._epoch_batches(trainer, order):
+            steps["n"] += 1
+            yield batch
+
+    monkeypatch.setattr(trainer, "_epoch_batches", counting_batches)
+    ticks = iter(range(10**6))
+    monkeypatch.setattr("strokes.training.train.time.perf_counter", lambda: 0.1 * real_next(ticks))
+    metrics = trainer.fit(data)
+    per_epoch = trainer.steps_per_epoch
+    assert per_epoch > 8  # so that stopping after a few steps is mid-epoch
     assert metrics["stopped"] == "time_budget"
-    assert metrics["clock"]["epochs_done"] < 50
-    assert metrics["clock"]["train_seconds"] >= 0.2
+    first = trainer.history[0]
+    assert len(trainer.history) == 1 and 0 < first["steps"] < per_epoch
+    assert steps["n"] == first["steps"]  # no batch was prepared after the budget ran out
+    assert metrics["clock"]["epochs_done"] == pytest.approx(first["steps"] / per_epoch)
+    assert metrics["clock"]["train_seconds"] >= 0.5
     assert metrics["clock"]["data_seconds"] + metrics["clock"]["model_seconds"] <= metrics["clock"]["train_seconds"] + 1e-6
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -34,10 +35,16 @@ def test_recognize_uses_the_default_model():
 
 
 def test_import_and_first_call_in_a_fresh_process():
-    code = "import strokes; print(strokes.recognize([[(0, 0), (1, 1)], [(1, 0), (0, 1)]], k=1)[0][0])"
+    """A fresh process (import, model load, first call) ranks a drawn x exactly as this process does."""
+    ink = [[(0, 0), (1, 1)], [(1, 0), (0, 1)]]
+    code = f"import strokes, json; print(json.dumps(strokes.recognize({ink!r}, k=3)))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip()
+    fresh = json.loads(r.stdout.strip().splitlines()[-1])
+    here = strokes.recognize(ink, k=3)
+    assert [label for label, _ in fresh] == [label for label, _ in here]
+    assert fresh[0][0] in ("x", "X", "\\times")  # two crossing diagonals
+    assert [p for _, p in fresh] == pytest.approx([p for _, p in here], abs=1e-5)
 
 
 @pytest.mark.shared

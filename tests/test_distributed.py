@@ -134,3 +134,33 @@ def test_bench_ddp_relaunches_through_torchrun(tmp_path):
         assert cell["distributed"]["world_size"] == 2
         assert cell["distributed"]["max_weight_difference_across_ranks"] == 0.0
     assert "DistributedDataParallel on 2 processes" in (tmp_path / "report.md").read_text()
+
+
+def _divergence_worker(rank: int, world: int, init_file: str, perturb: float, out_dir: str):
+    import torch.distributed as dist
+
+    import models
+    from strokes.training.distributed import max_weight_difference
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)  # the same weights on every rank, as DDP leaves them
+        model = models.create_model("lenet5", 5)
+        if rank == 1 and perturb:
+            with torch.no_grad():
+                next(model.parameters()).view(-1)[3] += perturb  # one weight of one rank drifts
+        value = max_weight_difference(model)
+        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as fh:
+            json.dump(value, fh)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("perturb", [0.0, 0.25])
+def test_weight_divergence_check_fires_when_a_rank_drifts(tmp_path, perturb):
+    """The check DDP runs after training reports 0.0 for ranks in sync and the drift when one rank's weight moved."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_divergence_worker, args=(2, str(tmp_path / "init"), perturb, str(tmp_path)), nprocs=2, join=True)
+    values = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert values[0] == values[1] == pytest.approx(perturb, abs=1e-6)

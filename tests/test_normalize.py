@@ -191,3 +191,41 @@ def test_penbatch_from_points3_round_trip(ink):
     back = PenBatch.from_points3(arrays).to_list()
     for a, b in zip(arrays, back):
         np.testing.assert_array_equal(a, b)
+
+
+def _strokes_of(points3: np.ndarray) -> list[np.ndarray]:
+    """Split a points-3 array into its strokes (pen_up closes a stroke)."""
+    ends = np.flatnonzero(points3[:, 2] > 0.5)
+    return [s for s in np.split(points3[:, :2], ends[:-1] + 1) if len(s)]
+
+
+@given(inks(max_strokes=5), st.one_of(st.none(), st.integers(1, 64)), st.integers(0, 2))
+def test_stroke_count_is_preserved(ink, n, smooth):
+    """Every normalization (dedup, resample, smooth) keeps the number of strokes the ink was drawn with."""
+    out = normalize(ink, n_points=n, smooth=smooth)
+    assert int(out[:, 2].sum()) == len(ink)
+    assert out[-1, 2] == 1  # the last point closes the last stroke
+
+
+def _distance_to_polyline(p: np.ndarray, line: np.ndarray) -> float:
+    """Euclidean distance from point ``p`` (2,) to the polyline ``line`` (m, 2)."""
+    if len(line) == 1:
+        return float(np.hypot(*(p - line[0])))
+    a, b = line[:-1], line[1:]  # (m - 1, 2) segments
+    ab = b - a
+    denom = np.maximum((ab**2).sum(1), 1e-30)
+    t = np.clip(((p - a) * ab).sum(1) / denom, 0.0, 1.0)[:, None]
+    return float(np.hypot(*(a + t * ab - p).T).min())
+
+
+@given(inks(max_strokes=4), st.integers(1, 64))
+def test_resampled_points_lie_on_the_original_polyline(ink, n):
+    """Resampling only moves along the ink: every new point lies on its own stroke's original polyline."""
+    base = normalize(ink)  # unit square and dedup, no resampling
+    out = normalize(ink, n_points=n)
+    before, after = _strokes_of(base), _strokes_of(out)
+    assert len(before) == len(after)
+    for old, new in zip(before, after):
+        scale = max(1.0, float(np.abs(old).max()))
+        for p in new:
+            assert _distance_to_polyline(p.astype(np.float64), old.astype(np.float64)) <= 1e-5 * scale

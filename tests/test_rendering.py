@@ -325,11 +325,11 @@ def test_torch_matches_numpy(device, inks, opts):
 @example(np.array([[0.5, 0.5, 0], [0.1, 0.9, 1]], np.float32), dict(size=16, thickness=1.0, antialias=False))
 def test_every_point_lies_on_ink(ink, opts):
     """Every input point in [0, 1) inks the pixel that holds it."""
-    # BUG (fails on the example): a hard line of thickness 1 leaving a point on a
-    # pixel corner towards the lower left, here (8, 8) pixels to (1.6, 14.4), may
-    # leave the pixel that holds the point, (row 8, col 8), blank. Its max-norm
-    # distance is exactly 0.5 = t/2, so it must be inked; the float32 separating-
-    # axis test |ux*vy - uy*vx| <= r(|vx| + |vy|) decides the tie by rounding.
+    # Regression test: a hard line of thickness 1 leaving a point on a pixel corner
+    # towards the lower left, here (8, 8) pixels to (1.6, 14.4), used to leave the
+    # pixel that holds the point, (row 8, col 8), blank. Its max-norm distance is
+    # exactly 0.5 = t/2, so it must be inked; the float32 separating-axis test
+    # |ux*vy - uy*vx| <= r(|vx| + |vy|) decided the tie by rounding.
     img = _render(ink, opts)
     size = np.float32(opts["size"])
     cols = np.floor(ink[:, 0] * size).astype(int)  # float32 like the kernel (exact: size is 2^k)
@@ -451,11 +451,11 @@ def test_outside_coordinates_match_reference(ink, opts):
 @example(np.array([[-1e6, 1e6, 0], [3.1, -1.4, 1]], np.float32), dict(size=8, thickness=1.0, antialias=True))
 def test_far_coordinates_match_reference(ink, opts):
     """A segment from a far point (1e6) into view is drawn where it lies, like the reference."""
-    # BUG (fails): the kernel clips in float32 from the far end (a + t0 * v with
-    # |a| = 1e6 * size), which cancels catastrophically: the clipped line lands up
-    # to ~0.5 pixel off. The example: pixel (6, 7) is 1.0, the reference 0.717;
-    # (7, 7) is 0.293, the reference 0.010. The error grows with the far
-    # coordinate: ~3e-4 at 1e3, 2e-3 at 1e4, 2e-2 at 1e5, 0.28 at 1e6.
+    # Regression test: the kernel used to clip in float32 from the far end
+    # (a + t0 * v with |a| = 1e6 * size), which cancels catastrophically: the
+    # clipped line landed up to ~0.5 pixel off. The example: pixel (6, 7) was 1.0,
+    # the reference 0.717; (7, 7) was 0.293, the reference 0.010. The error grew
+    # with the far coordinate: ~3e-4 at 1e3, 2e-3 at 1e4, 2e-2 at 1e5, 0.28 at 1e6.
     got = rasterize(ink, **opts, channels=ALL_CHANNELS)[0]
     assert_matches_reference(got, ink, opts["size"], opts["thickness"], opts["antialias"], ALL_CHANNELS, atol=1e-3)
 
@@ -477,11 +477,11 @@ def test_ink_beside_the_image_is_blank(ink, opts, side):
 
 def test_hard_lines_just_thinner_than_an_integer():
     """A hard line of thickness just below an integer renders like the reference, cheaply."""
-    # BUG (fails): for hard lines window_geometry gives pieces of length
-    # floor(t) + 1 - t, which goes to 0 as t approaches an integer from below,
-    # so the number of pieces is unbounded: t = 1.9999 is already ~100x slower
-    # than t = 2, and t = nextafter(2, 0) asks np.repeat for ~3e16 pieces
-    # (MemoryError, "231 PiB"). Anti-aliased lines are not affected.
+    # Regression test: for hard lines window_geometry used to give pieces of length
+    # floor(t) + 1 - t, which goes to 0 as t approaches an integer from below, so
+    # the number of pieces was unbounded: t = 1.9999 was ~100x slower than t = 2,
+    # and t = nextafter(2, 0) asked np.repeat for ~3e16 pieces (MemoryError,
+    # "231 PiB"). Anti-aliased lines were not affected.
     ink = np.array([[0.05, 0.5, 0], [0.95, 0.5, 1]], np.float32)
     thickness = float(np.nextafter(2.0, 0.0))
     got = rasterize(ink, 8, thickness=thickness, antialias=False)[0]
@@ -583,8 +583,8 @@ def test_unknown_channel_lists_valid_ones():
         pytest.param(np.zeros((0, 3)), id="empty"),
         pytest.param([np.zeros((2, 4))], id="four-columns"),
         pytest.param([np.zeros(3)], id="1-d-in-list"),
-        # BUG (fail): an array neither 2-D nor 3-D raises TypeError "... or a sequence
-        # of them (see strokes.normalize), got ndarray", not a ValueError on its shape
+        # regression test: an array neither 2-D nor 3-D used to raise TypeError
+        # "... or a sequence of them (see strokes.normalize), got ndarray", not a ValueError on its shape
         pytest.param(np.zeros(3), id="1-d"),
         pytest.param(np.zeros((2, 3, 3, 1)), id="4-d"),
     ],

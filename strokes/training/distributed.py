@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DistInfo", "init_from_env", "current", "launched_by_torchrun", "shutdown", "relaunch_command"]
+__all__ = ["DistInfo", "init_from_env", "current", "launched_by_torchrun", "shutdown", "relaunch_command", "max_weight_difference"]
 
 
 @dataclass(frozen=True)
@@ -119,3 +119,21 @@ def relaunch_command(nproc: int, argv: list[str]) -> list[str]:
     if not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"--nproc must be a positive int, got {nproc!r}")
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "strokes", *argv]
+
+
+def max_weight_difference(module) -> float:
+    """Largest absolute difference between any weight of ``module`` on this rank and on rank 0.
+
+    Every rank must call it (it broadcasts and all-reduces); every rank gets the
+    same answer. 0.0 means the ranks hold identical weights, as DDP promises.
+    """
+    import torch
+    import torch.distributed as dist
+
+    params = [p.detach().reshape(-1).double() for p in module.parameters()]
+    flat = torch.cat(params) if params else torch.zeros(1, dtype=torch.float64)
+    ref = flat.clone()
+    dist.broadcast(ref, src=0)
+    diff = (flat - ref).abs().max().reshape(1)
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff[0])

@@ -744,14 +744,9 @@ class Trainer:
 
     def _rank_divergence(self) -> float:
         """Largest absolute difference between this job's ranks' weights (0.0 when in sync)."""
-        import torch
-        import torch.distributed as dist
+        from .distributed import max_weight_difference
 
-        flat = torch.cat([p.detach().reshape(-1).double() for p in self.model.parameters()])
-        ref = flat.clone()
-        dist.broadcast(ref, src=0)
-        diff = (flat - ref).abs().max().reshape(1)
-        return float(self._all_reduce(diff, "max")[0])
+        return max_weight_difference(self.model)
 
     def fit(self, ds, *, resume=None, split=None, on_epoch=None) -> dict:
         """Train on ``ds``; returns the final metrics (best val, and test when there is a test split).
