@@ -465,6 +465,14 @@ def code_fingerprint() -> dict:
     return {"sha256": h.hexdigest()[:16], "newest": when}
 
 
+def display_path(path) -> str:
+    """``path`` as committed files should show it: relative to the repository (``../shared/data/crohme``), never a machine path."""
+    try:
+        return os.path.relpath(Path(path).resolve(), ROOT)
+    except ValueError:  # another drive (Windows)
+        return Path(path).name
+
+
 def fmt_mb(b) -> str:
     return "–" if b is None else f"{b / MB:,.1f}"
 
@@ -550,7 +558,7 @@ def render(res: dict, rows: list[dict], args, command: str) -> str:
     L.append("")
     L.append("Data:")
     L.append("")
-    L.append(f"* **CROHME (real)**: `{args.data}`: {crohme['samples']:,} samples, {crohme['classes']} classes, "
+    L.append(f"* **CROHME (real)**: `{display_path(args.data)}`: {crohme['samples']:,} samples, {crohme['classes']} classes, "
              f"{crohme['points']:,} points, points bytes (xy float32 + t float64) {fmt_mb(crohme['points_bytes'])} MB. "
              f"`.npz` cache {fmt_mb(prep['npz_bytes'])} MB deflated, {fmt_mb(prep['npz_raw_bytes'])} MB stored.")
     L.append(f"* **scale dump — SCALE FIXTURE, not real detexify data**: CROHME tiled ×{scale['copies']} and cut to "

@@ -64,7 +64,7 @@ if str(ROOT) not in sys.path:
 # defaults (and passes its environment to the cold-start processes), so undo that
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _saved_env = {v: os.environ.get(v) for v in _THREAD_VARS}
-from benchmarks.bench_io import DEFAULT_DATA, code_fingerprint, command_line, machine_info  # noqa: E402
+from benchmarks.bench_io import DEFAULT_DATA, code_fingerprint, command_line, display_path, machine_info  # noqa: E402
 from benchmarks.bench_render import loadavg, rendering_fingerprint, write_section  # noqa: E402
 
 for _var, _val in _saved_env.items():
@@ -400,7 +400,7 @@ def render_markdown(info: dict, args, command: str) -> str:
     )
     L.append("")
     L.append(
-        f"Data: {n:,} CROHME symbols (real data, `{args.data}`, {info['total']:,} in all) picked with "
+        f"Data: {n:,} CROHME symbols (real data, `{display_path(args.data)}`, {info['total']:,} in all) picked with "
         f"`np.random.default_rng({args.seed}).choice({info['total']}, {n}, replace=False)` and `ds.subset`; "
         f"their raw strokes `ds[i].strokes` ({info['points'] / n:.1f} points, {info['strokes'] / n:.2f} strokes "
         f"per symbol) go to `recognize()` as they are. The cold-start symbol is the first of them "

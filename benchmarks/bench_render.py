@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_io import DEFAULT_DATA, code_fingerprint, command_line, machine_info  # noqa: E402
+from benchmarks.bench_io import DEFAULT_DATA, code_fingerprint, command_line, display_path, machine_info  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## Rendering (issue 3)"
@@ -320,7 +320,7 @@ def render_markdown(info: dict, rows: list[dict], args, command: str) -> str:
     )
     L.append("")
     L.append(
-        f"Data: {n:,} CROHME symbols (real data, `{args.data}`, {info['total']:,} symbols in all) picked with "
+        f"Data: {n:,} CROHME symbols (real data, `{display_path(args.data)}`, {info['total']:,} symbols in all) picked with "
         f"`np.random.default_rng({args.seed}).choice({info['total']}, {n}, replace=False)`, normalized once with "
         f"`default_pipeline()` (unit square, margin 0.05, dedup; not timed): {info['points']:,} points "
         f"({info['points'] / n:.1f} per symbol), {info['strokes']:,} strokes, {info['segments']:,} segments."

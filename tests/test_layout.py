@@ -7,6 +7,7 @@ statement (module level or inside functions), so a lazy import cannot hide a loo
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,38 @@ def test_checker_sees_an_upward_import(tmp_path):
     found = imports_of(probe, root=tmp_path)
     assert found == [(2, "strokes.training.train")]
     assert LAYERS[layer_of(found[0][1])] > LAYERS[layer_of(module_name(probe, root=tmp_path))]
+
+
+MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|root|home|Users)/[\w.-]+")
+
+
+def test_no_machine_paths_in_committed_files():
+    """No committed text file names an absolute path of the machine it was written on."""
+    import subprocess
+
+    try:
+        listed = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("git is not available")
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    bad = []
+    for name in listed.stdout.splitlines():
+        path = ROOT / name
+        if path.suffix not in (".md", ".py", ".json", ".csv", ".txt", ".toml", ".cfg", ".rst", ".html", ".js", ".css", "") or not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        for i, line in enumerate(text.splitlines(), 1):
+            if name == "tests/test_layout.py" and "MACHINE_PATH" in line:
+                continue
+            if MACHINE_PATH.search(line):
+                bad.append(f"{name}:{i}: {MACHINE_PATH.search(line).group(0)}")
+    assert not bad, f"absolute machine paths in committed files (make them relative to the repository): {bad[:10]}"
+
+
+def test_machine_path_pattern():
+    """The pattern catches machine paths and leaves relative ones and URLs alone."""
+    assert MACHINE_PATH.search("data at `/work/shared/data/crohme`")
+    assert MACHINE_PATH.search("/root/.cache/x")
+    assert not MACHINE_PATH.search("`../shared/data/crohme`")
+    assert not MACHINE_PATH.search("https://example.org/home/page")
