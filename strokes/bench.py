@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from ._util import atomic_write, tqdm_disable
+from .probes import DEFAULT_PROBES
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class BenchConfig:
     latency_samples: int = 200  # timed single-sample recognize() calls per cell
     latency_warmup: int = 20  # untimed calls before them
     model_options: dict = field(default_factory=dict)  # model name -> {config field: value}
+    probes: tuple = DEFAULT_PROBES  # strokes.probes names re-scoring each cell's test split under perturbed ink (() = none)
 
     def __post_init__(self):
         object.__setattr__(self, "models", tuple(self.models))
@@ -137,6 +139,9 @@ class BenchConfig:
         unknown = sorted(set(self.model_options) - set(self.models))
         if unknown:
             raise ValueError(f"model_options for models not in the run: {unknown}")
+        from .probes import parse_probes
+
+        object.__setattr__(self, "probes", parse_probes(list(self.probes)) if self.probes else ())
 
     @property
     def seed_list(self) -> list[int]:
@@ -145,12 +150,14 @@ class BenchConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["models"] = list(self.models)
+        d["probes"] = list(self.probes)
         return d
 
     def cell_settings(self) -> dict:
         """The settings a finished cell depends on (besides model, seed and split)."""
         d = self.to_dict()
-        for k in ("models", "seeds", "latency_samples", "latency_warmup", "infer_batch_size"):
+        # measurements only: a finished cell is reused whatever these say (missing probes are added)
+        for k in ("models", "seeds", "latency_samples", "latency_warmup", "infer_batch_size", "probes"):
             d.pop(k)
         return d
 
@@ -422,6 +429,27 @@ def measure_inference(loaded, ds, device, batch_size: int, min_seconds: float = 
     }
 
 
+def measure_probes(loaded, test_ds, names, device, seed: int, done: dict | None = None) -> dict:
+    """Test top-1/top-5 of ``loaded`` on ``test_ds`` with each probe of ``names`` applied to the raw ink.
+
+    ``done`` holds results already measured (kept). Image-only data has no ink
+    to perturb: the result is empty.
+    """
+    from .images import is_image_data
+    from .probes import apply_probe
+    from .training.evaluate import evaluate
+
+    out = dict(done or {})
+    if is_image_data(test_ds):
+        return out
+    for name in names:
+        if name in out:
+            continue
+        report = evaluate(loaded, apply_probe(test_ds, name, seed=seed), device=str(device), progress=False)
+        out[name] = {"top1": report["top1"], "top5": report["top5"]}
+    return out
+
+
 # -------------------------------------------------------------------- cells
 def _cell_name(model: str, split_id: str) -> str:
     return f"{model}__{split_id}"
@@ -492,6 +520,7 @@ def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchCon
     loaded = load_checkpoint(cell_dir / "best.pt", device=device)
     test_ds = ds.subset(sp.test)
     report = evaluate(loaded, test_ds, device=str(device), progress=False)
+    probes = measure_probes(loaded, test_ds, config.probes, device, seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with PeakMemory() as infer_mem:
@@ -560,6 +589,7 @@ def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchCon
             "cuda_infer_peak_mb": None if cuda_infer_peak is None else cuda_infer_peak / 2**20,
         },
         "history": history,
+        "probes": probes,
         "vocab": list(loaded.vocab),
     }
     if "distributed" in metrics:
@@ -731,7 +761,17 @@ def run_bench(ds, config: BenchConfig, out_dir=None, *, command: str | None = No
         bar.set_postfix_str(name)
         path = out / "cells" / f"{name}.json"
         if done[name] is not None:
-            records.append(done[name])
+            rec = done[name]
+            missing = [p for p in config.probes if p not in rec.get("probes", {})]
+            if missing and dist_info.is_main and (out / "cells" / name / "best.pt").exists():
+                # a cell finished before these probes were asked for: score its best.pt under them now
+                from .training.checkpoint import load_checkpoint
+
+                loaded = load_checkpoint(out / "cells" / name / "best.pt", device=device)
+                rec["probes"] = measure_probes(loaded, ds.subset(sp.test), missing, device, seed, rec.get("probes"))
+                with atomic_write(path, "w") as fh:
+                    json.dump(rec, fh)
+            records.append(rec)
             reused += 1
             continue
         cell_dir = out / "cells" / name

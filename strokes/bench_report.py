@@ -54,6 +54,7 @@ CHARTS = {
     "latency": "accuracy_vs_latency.png",
     "curves": "learning_curves.png",
     "per_class": "per_class_sequence_vs_image.png",
+    "probes": "probes.png",
 }
 
 #: A cell has converged when the best val top-1 of its last CONVERGED_WINDOW epochs
@@ -188,6 +189,56 @@ def equal_compute(results: dict, summary: list[dict], n_points: int = 3) -> dict
         have = [r for r in rows if r["top1"][i] is not None]
         best.append(max(have, key=lambda r: r["top1"][i])["model"] if have else None)
     return {"times": times, "rows": rows, "best": best}
+
+
+def probe_summary(results: dict, summary: list[dict]) -> dict | None:
+    """Per probe and model: mean test top-1 under the probe and its drop against clean ink (points).
+
+    The drop is taken per cell (same model, same split: probe top-1 minus clean top-1) and
+    averaged over the cells; None when no cell has probes.
+    """
+    names = []
+    for c in results["cells"]:
+        for n in c.get("probes") or {}:
+            if n not in names:
+                names.append(n)
+    if not names:
+        return None
+    from .probes import PROBES
+
+    order = [n for n in PROBES if n in names] + [n for n in names if n not in PROBES]
+    rows = []
+    for name in order:
+        row = {"probe": name, "informational": bool(PROBES.get(name) and PROBES[name].informational), "models": {}}
+        for r in summary:
+            cells = [c for c in results["cells"] if c["model"] == r["model"] and name in (c.get("probes") or {})]
+            if cells:
+                top1 = float(np.mean([c["probes"][name]["top1"] for c in cells]))
+                drop = float(np.mean([c["probes"][name]["top1"] - c["test"]["top1"] for c in cells]))
+                row["models"][r["model"]] = {"top1": top1, "drop": drop}
+        rows.append(row)
+    return {"models": [r["model"] for r in summary], "rows": rows}
+
+
+def _probe_verdict(probes: dict, summary: list[dict]) -> str | None:
+    seq, img = _best(summary, "sequence"), _best(summary, "image")
+    if not probes or not seq or not img:
+        return None
+    real = [r for r in probes["rows"] if not r["informational"] and seq["model"] in r["models"] and img["model"] in r["models"]]
+    if not real:
+        return None
+    img_better = [r["probe"] for r in real if r["models"][img["model"]]["drop"] > r["models"][seq["model"]]["drop"]]
+    seq_better = [r["probe"] for r in real if r["models"][seq["model"]]["drop"] > r["models"][img["model"]]["drop"]]
+    worst = {m: min(real, key=lambda r: r["models"][m]["drop"]) for m in (seq["model"], img["model"])}
+    return (
+        f"**Robustness** (perturbed raw ink; flip-y aside): `{img['model']}` (image) loses less than `{seq['model']}` "
+        f"(sequence) on {len(img_better)} of {len(real)} probes"
+        + (f" ({', '.join(img_better)})" if img_better else "")
+        + f", the sequence model on {len(seq_better)}" + (f" ({', '.join(seq_better)})" if seq_better else "")
+        + ". Worst: "
+        + "; ".join(f"`{m}` {100 * w['models'][m]['drop']:+.2f} pt under {w['probe']}" for m, w in worst.items())
+        + "."
+    )
 
 
 def _pct(mean, std) -> str:
@@ -330,6 +381,9 @@ def verdict(results: dict, summary: list[dict]) -> list[str]:
             f"**At equal compute** ({t:.0f} s of training each, val top-1 read off the curves): {reads}. "
             "This ranks how fast each model learns on this machine, not what its representation can reach."
         )
+    robust = _probe_verdict(results.get("probes") or probe_summary(results, summary), summary)
+    if robust:
+        out.append(robust)
     if seq and img:
         fast, slow = sorted([seq, img], key=lambda r: r["latency_p50_ms_mean"])
         out.append(
@@ -474,6 +528,24 @@ def chart_curves(results, summary, path: Path, title: str) -> None:
     _save(fig, path)
 
 
+def chart_probes(probes: dict, path: Path, title: str) -> None:
+    """A heat map of the top-1 drop (points) under each probe, one column per model."""
+    plt = _plt()
+    rows, models = probes["rows"], probes["models"]
+    drops = np.array([[100 * r["models"].get(m, {}).get("drop", np.nan) for m in models] for r in rows])
+    fig, ax = plt.subplots(figsize=(1.3 * len(models) + 3, 0.38 * len(rows) + 1.4))
+    lim = max(1.0, float(np.nanmax(np.abs(drops)))) if np.isfinite(drops).any() else 1.0
+    im = ax.imshow(drops, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for (i, j), v in np.ndenumerate(drops):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(models)), models, fontsize=8)
+    ax.set_yticks(range(len(rows)), [r["probe"] + (" (info)" if r["informational"] else "") for r in rows], fontsize=8)
+    fig.colorbar(im, ax=ax, label="top-1 change vs clean ink (points)")
+    ax.set_title(title, fontsize=9)
+    _save(fig, path)
+
+
 def chart_per_class(diff: dict, path: Path, title: str) -> None:
     plt = _plt()
     rows = diff["image_better"][::-1] + diff["sequence_better"][::-1]
@@ -600,6 +672,25 @@ def render_report(results: dict, image_prefix: str = "") -> str:
             ]
             lines.append(f"| {r['model']} | {r['representation']} | " + " | ".join(cells) + " |")
         lines.append("")
+    probes = results.get("probes") or probe_summary(results, summary)
+    if probes:
+        lines += [
+            "## Robustness probes",
+            "",
+            "Test top-1 % with the raw ink of the test split perturbed before normalization (see `strokes.probes`), and "
+            "the change against clean ink in points (per cell, then the mean over seeds). `flip-y` is informational: it "
+            "is a client sending y up, and the fix is the client's (or `UnitSquare(flip_y=True)`).",
+            "",
+            "| probe | " + " | ".join(probes["models"]) + " |",
+            "|---|" + "--:|" * len(probes["models"]),
+        ]
+        for r in probes["rows"]:
+            cells = [
+                f"{100 * r['models'][m]['top1']:.2f} ({100 * r['models'][m]['drop']:+.2f})" if m in r["models"] else "–"
+                for m in probes["models"]
+            ]
+            lines.append(f"| {r['probe']}{' (informational)' if r['informational'] else ''} | " + " | ".join(cells) + " |")
+        lines += ["", f"![top-1 change under each probe]({image_prefix}{CHARTS['probes']})", ""]
     lines += ["## Convergence", "", "| model | epochs | best epoch | converged (cells) | largest gain over the last 3 epochs |", "|---|--:|--:|---|--:|"]
     for r in summary:
         cells = [c for c in results["cells"] if c["model"] == r["model"]]
@@ -665,6 +756,7 @@ def write(results: dict, out_dir) -> dict[str, Path]:
     summary = summarize(results)
     results["summary"] = summary
     results["equal_compute"] = equal_compute(results, summary)
+    results["probes"] = probe_summary(results, summary)
     results["verdict"] = verdict(results, summary)
     seq, img = _best(summary, "sequence"), _best(summary, "image")
     results["per_class"] = per_class_difference(results, seq["model"], img["model"]) if seq and img else None
@@ -677,6 +769,9 @@ def write(results: dict, out_dir) -> dict[str, Path]:
     if results["per_class"]:
         chart_per_class(results["per_class"], out / CHARTS["per_class"], title)
         paths["per_class"] = out / CHARTS["per_class"]
+    if results["probes"]:
+        chart_probes(results["probes"], out / CHARTS["probes"], title)
+        paths["probes"] = out / CHARTS["probes"]
     for name, text in {
         "results.json": json.dumps(results, indent=1),
         "results.csv": _csv_text([{k: v for k, v in r.items()} for r in summary]),

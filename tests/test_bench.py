@@ -429,3 +429,24 @@ def test_default_run_end_to_end_on_the_shipped_data(tmp_path, capsys):
     assert results["data"]["samples"] == 5788 and results["data"]["synthetic"] is False
     report = (tmp_path / "report.md").read_text()
     assert "SYNTHETIC" not in report and "crohme-mini" in report
+
+
+def test_probes_rescore_each_cell_and_fill_in_finished_cells(data, tmp_path):
+    """Every cell is re-scored under the probes; a cell finished without them gets them on the next run."""
+    cfg = _config(models=("lenet5", "gru"), seeds=1, probes=())
+    first = run_bench(data, cfg, tmp_path, progress=False)
+    assert all(c["probes"] == {} for c in first["cells"]) and first["probes"] is None
+    again = run_bench(data, _config(models=("lenet5", "gru"), seeds=1, probes=("reversed", "flip-y")), tmp_path, progress=False)
+    assert again["cells_reused"] == 2
+    for cell in again["cells"]:
+        assert set(cell["probes"]) == {"reversed", "flip-y"}
+        assert 0 <= cell["probes"]["reversed"]["top1"] <= cell["probes"]["reversed"]["top5"] <= 1
+    # a stroke-order-free image model sees a reversed stroke as the same picture
+    lenet = next(c for c in again["cells"] if c["model"] == "lenet5")
+    assert lenet["probes"]["reversed"]["top1"] == pytest.approx(lenet["test"]["top1"], abs=1e-9)
+    rows = {r["probe"]: r for r in again["probes"]["rows"]}
+    assert rows["flip-y"]["informational"] and not rows["reversed"]["informational"]
+    assert rows["reversed"]["models"]["lenet5"]["drop"] == pytest.approx(0.0, abs=1e-9)
+    report = (tmp_path / "report.md").read_text()
+    assert "## Robustness probes" in report and "| reversed |" in report and (tmp_path / "probes.png").exists()
+    assert any("Robustness" in v for v in again["verdict"])

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 #: layer of each top-level module of the package tree (a package's submodules share its layer)
-CORE = {"strokes._util", "strokes._version", "strokes.ink", "strokes.formats", "strokes.dataset", "strokes.images", "strokes.io",
+CORE = {"strokes._util", "strokes._version", "strokes.probes", "strokes.ink", "strokes.formats", "strokes.dataset", "strokes.images", "strokes.io",
         "strokes.normalize", "strokes.splits", "strokes.synthetic", "strokes.glyphs"}
 LAYERS = {"core": 0, "rendering": 1, "models": 1, "training": 2, "apps": 3}
 
