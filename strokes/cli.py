@@ -357,6 +357,7 @@ def cmd_bench(args) -> int:
         DEFAULT_MODELS, QUICK_BATCH_SIZE, QUICK_DATA, QUICK_EPOCHS, QUICK_MODELS, QUICK_OPTIONS, QUICK_SEEDS,
         BenchConfig, _argv, check_models, run_bench,
     )  # fmt: skip
+    from .probes import parse_probes
     from .bench_report import markdown_table
 
     if args.ddp:
@@ -400,6 +401,7 @@ def cmd_bench(args) -> int:
         max_train_samples=args.max_train_samples,
         compile=args.compile,
         precision=args.precision,
+        probes=parse_probes(args.probes),
         latency_samples=args.latency_samples,
         model_options=options,
     )
@@ -432,13 +434,17 @@ def cmd_bench(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    from .recognizer import get_recognizer
     from .server import ServeConfig, serve
     from .training.train import resolve_device
 
     config = ServeConfig(max_body=args.max_body, max_points=args.max_points, max_strokes=args.max_strokes)
     device = str(resolve_device(args.device))
+    # load (and so check) the model before announcing or binding anything: a missing or damaged
+    # checkpoint ends here with a one-line error from main, not after the server has started
+    recognizer = get_recognizer(args.model, device=device)
     print(f"strokes serve: http://{args.host}:{args.port}/  (Ctrl-C stops)", flush=True)
-    serve(args.host, args.port, model=args.model, device=device, config=config, log_level="warning" if not args.verbose else "info")
+    serve(args.host, args.port, model=recognizer, device=device, config=config, log_level="warning" if not args.verbose else "info")
     return 0
 
 
@@ -625,6 +631,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--option", action="append", metavar="MODEL.FIELD=VALUE", help="override a model config field (repeatable)")
     sp.add_argument("--compile", action="store_true", help="torch.compile the models")
     sp.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    sp.add_argument(
+        "--probes", default="all",
+        help="re-score each cell's test split with its raw ink perturbed: all (default), none, or a comma list of "
+        "reversed, stroke-order, rotate-20, rotate-10, rotate+10, rotate+20, slant, aspect, sparse-2, sparse-3, dense-4, "
+        "jitter, last-stroke-missing, flip-y (see strokes.probes); a finished cell gets the probes it lacks",
+    )  # fmt: skip
     sp.add_argument("--ddp", action="store_true", help="train every cell with DistributedDataParallel (re-launches through torchrun)")
     sp.add_argument("--procs", type=int, default=None, help="processes for --ddp (default: the GPU count, at least 2)")
     sp.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")

@@ -209,7 +209,7 @@ def get_recognizer(model=None, device: str = "cpu") -> Recognizer:
         raise TypeError(f"model must be None, a checkpoint path, a LoadedModel or a Recognizer, got {type(model).__name__}")
     path = Path(model).resolve()
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {model} does not exist")
+        raise FileNotFoundError(f"checkpoint {model} does not exist: check the path")
     stat = path.stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size, str(device))
     with _lock:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import io
 import platform
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,39 +153,167 @@ class LoadedModel:
         )
 
 
+def _source_name(source) -> str:
+    """How error messages name a checkpoint source: its path, a file object's name, or what it is."""
+    if isinstance(source, dict):
+        return "the checkpoint dict"
+    if isinstance(source, (str, Path)):
+        return str(source)
+    name = getattr(source, "name", None)
+    return str(name) if isinstance(name, (str, Path)) else f"the {type(source).__name__} checkpoint stream"
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _check_container(source, name: str) -> None:
+    """Refuse what is not a complete zip archive (what ``torch.save`` writes) before torch reads it.
+
+    torch's own errors for these are misleading (a cut-off file reads as "Invalid argument",
+    a few bytes of garbage as "could run code"), so the common cases are told apart here.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"checkpoint {path} does not exist: check the path")
+        if path.is_dir():
+            raise ValueError(f"{name} is a directory, not a checkpoint file: pass the .pt file inside it")
+        with open(path, "rb") as fh:
+            _check_stream(fh, name)
+        return
+    if all(hasattr(source, a) for a in ("read", "seek", "tell")):
+        pos = source.tell()
+        try:
+            _check_stream(source, name)
+        finally:
+            source.seek(pos)
+
+
+def _check_stream(fh, name: str) -> None:
+    start = fh.tell()
+    head = fh.read(len(_ZIP_MAGIC))
+    size = fh.seek(0, io.SEEK_END) - start
+    fh.seek(start)
+    if size == 0:
+        raise ValueError(f"{name} is empty (0 bytes), not a checkpoint: it was cut off while saving or copying; "
+                         "copy or save it again")
+    if not head.startswith(_ZIP_MAGIC):
+        if _ZIP_MAGIC.startswith(head):  # a few bytes of a checkpoint, then nothing
+            raise ValueError(f"{name} is truncated: only {size} byte(s) of a checkpoint; copy or save it again")
+        raise ValueError(f"{name} is not a strokes checkpoint: it is not a zip archive, the format "
+                         f"torch.save writes (it starts with {head!r})")
+    if not zipfile.is_zipfile(fh):
+        raise ValueError(f"{name} is truncated or damaged: it starts as a checkpoint archive but its end "
+                         f"(the zip directory) is missing after {size:,} bytes; copy or save it again")
+
+
 def read_checkpoint(source, map_location="cpu") -> dict:
-    """The raw checkpoint dictionary, read safely (``weights_only=True``) and checked."""
+    """The raw checkpoint dictionary, read safely (``weights_only=True``) and checked.
+
+    Raises:
+        FileNotFoundError: when ``source`` is a path that does not exist.
+        ValueError: for a file that is empty, truncated, damaged, not a strokes checkpoint,
+            of a newer checkpoint version, lacking a section, or holding anything but plain data;
+            the message names the file and the problem.
+    """
     import pickle
 
     import torch
 
-    name = str(source)
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"checkpoint {path} does not exist")
+    name = _source_name(source)
+    _check_container(source, name)
     try:
         ckpt = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if "Unsupported" in ln or "Unpickler error" in ln]
-        why = lines[0] if lines else str(exc).splitlines()[0]
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if ln.startswith("Unsupported")), None)  # torch's own reason
+        why = why or next((ln for ln in lines if "Unpickler error" in ln), lines[0] if lines else "unpickling failed")
         raise ValueError(
             f"refusing to load {name}: it holds more than plain data and tensors, and loading it "
-            f"could run code ({why})"
+            f"could run code, or it is damaged ({why})"
         ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise ValueError(f"{name} is not a readable checkpoint: {exc}") from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError) as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+        raise ValueError(f"{name} is damaged, not a readable checkpoint ({why}); copy or save it again") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{name} is not a strokes checkpoint (no format={FORMAT!r} marker)")
-    if not isinstance(ckpt.get("version"), int) or ckpt["version"] > VERSION:
+    version = ckpt.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{name} has an invalid checkpoint version {version!r}, not a positive integer: "
+                         "the file is damaged")
+    if version > VERSION:
         raise ValueError(
-            f"{name} has checkpoint version {ckpt.get('version')!r}; this strokes reads up to "
-            f"{VERSION}: upgrade strokes"
+            f"{name} has checkpoint version {version}, newer than this strokes reads (up to "
+            f"{VERSION}): upgrade strokes"
         )
-    missing = [k for k in ("model", "state_dict", "vocab", "pipeline", "render") if k not in ckpt]
-    if missing:
-        raise ValueError(f"{name} lacks {missing}: not a complete checkpoint")
+    _check_layout(ckpt, name)
     return ckpt
+
+
+_SECTIONS = ("model", "state_dict", "vocab", "pipeline", "render")
+
+
+def _check_layout(ckpt: dict, name: str) -> None:
+    """Every section present and of the right type, or a ValueError naming ``name`` and what is wrong."""
+    import torch
+
+    missing = [k for k in _SECTIONS if k not in ckpt]
+    if missing:
+        raise ValueError(f"{name} lacks {', '.join(repr(k) for k in missing)}: not a complete checkpoint "
+                         f"(it needs {', '.join(_SECTIONS)}); save it again with strokes train")
+
+    def bad(what: str, expected: str, got) -> ValueError:
+        return ValueError(f"{name} is damaged: its {what} should be {expected}, not {type(got).__name__}"
+                          + (f" {got!r}" if isinstance(got, (str, int, float)) else ""))
+
+    spec = ckpt["model"]
+    if not isinstance(spec, dict):
+        raise bad("'model' section", "a dict", spec)
+    lacking = [k for k in ("name", "config", "num_classes") if k not in spec]
+    if lacking:
+        raise ValueError(f"{name} is damaged: its 'model' section lacks {', '.join(repr(k) for k in lacking)}")
+    if not isinstance(spec["name"], str):
+        raise bad("model name", "a string", spec["name"])
+    if not isinstance(spec["config"], dict):
+        raise bad("model config", "a dict", spec["config"])
+    n = spec["num_classes"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{name} is damaged: its model num_classes is {n!r}, not a positive integer")
+    weights = ckpt["state_dict"]
+    if not isinstance(weights, dict):
+        raise bad("'state_dict' section", "a dict of tensors", weights)
+    odd = [k for k, v in weights.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if odd:
+        raise ValueError(f"{name} is damaged: its 'state_dict' holds {odd[0]!r}, which is not a named tensor")
+    vocab = ckpt["vocab"]
+    if not isinstance(vocab, list) or not all(isinstance(v, str) for v in vocab):
+        raise bad("'vocab' section", "a list of strings", vocab)
+    if not isinstance(ckpt["pipeline"], list):
+        raise bad("'pipeline' section", "a list of step configs", ckpt["pipeline"])
+    if not isinstance(ckpt["render"], dict):
+        raise bad("'render' section", "a dict", ckpt["render"])
+
+
+def _weight_mismatches(expected: dict, found: dict, limit: int = 3) -> str:
+    """What differs between the model's state dict and the file's, in a few words."""
+    parts = []
+    wrong = [
+        f"{k} is {tuple(found[k].shape)} in the file but {tuple(v.shape)} in the model"
+        for k, v in expected.items() if k in found and tuple(found[k].shape) != tuple(v.shape)
+    ]
+    missing = [k for k in expected if k not in found]
+    extra = [k for k in found if k not in expected]
+
+    def some(items):
+        return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+    if wrong:
+        parts.append(some(wrong))
+    if missing:
+        parts.append(f"missing {some(missing)}")
+    if extra:
+        parts.append(f"unexpected {some(extra)}")
+    return "; ".join(parts)
 
 
 def load_checkpoint(source, device="cpu") -> LoadedModel:
@@ -196,29 +325,66 @@ def load_checkpoint(source, device="cpu") -> LoadedModel:
 
     Returns:
         The :class:`LoadedModel`, in eval mode.
+
+    Raises:
+        FileNotFoundError: when ``source`` is a path that does not exist.
+        ValueError: for a damaged or incompatible checkpoint (see :func:`read_checkpoint`), weights that
+            do not fit the model it describes, or a vocabulary whose size differs from the model's outputs;
+            the message names the file and the problem.
     """
     import models
     from rendering import RenderConfig
 
     from ..normalize import Pipeline
 
-    ckpt = source if isinstance(source, dict) else read_checkpoint(source)
+    name = _source_name(source)
+    if isinstance(source, dict):
+        ckpt = source
+        _check_layout(ckpt, name)
+    else:
+        ckpt = read_checkpoint(source)
     spec = ckpt["model"]
-    model = models.create_model(spec["name"], int(spec["num_classes"]), **spec["config"])
+    vocab = list(ckpt["vocab"])
+    if len(vocab) != spec["num_classes"]:
+        raise ValueError(
+            f"{name} is damaged: its vocabulary has {len(vocab)} labels but its model "
+            f"{spec['name']} has {spec['num_classes']} outputs; they must match one to one"
+        )
+    written_by = ckpt.get("versions", {}).get("strokes") if isinstance(ckpt.get("versions"), dict) else None
+    try:
+        model = models.create_model(spec["name"], spec["num_classes"], **spec["config"])
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"{name} describes a model this strokes cannot build ({exc})"
+            + (f"; it was written by strokes {written_by}" if written_by else "")
+        ) from None
+    expected = model.state_dict()
+    mismatch = _weight_mismatches(expected, ckpt["state_dict"])
+    if mismatch:
+        raise ValueError(
+            f"weights in {name} do not fit its model {spec['name']} ({spec['num_classes']} classes, "
+            f"config {spec['config']}): {mismatch}; the file is damaged or its weights and model "
+            f"description disagree"
+        )
     try:
         model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        raise ValueError(f"weights in {source if not isinstance(source, dict) else 'checkpoint'} do not fit "
-                         f"model {spec['name']}: {str(exc).splitlines()[0]}") from None
+    except RuntimeError as exc:  # e.g. a dtype that cannot be copied
+        why = " ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())
+        raise ValueError(f"weights in {name} do not fit its model {spec['name']}: {why}") from None
     model.to(device).eval()
-    vocab = list(ckpt["vocab"])
-    if len(vocab) != model.num_classes:
-        raise ValueError(f"checkpoint vocabulary has {len(vocab)} labels but the model has {model.num_classes} outputs")
+    try:
+        pipeline = Pipeline.from_config(ckpt["pipeline"])
+        render = RenderConfig.from_config(ckpt["render"])
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"{name} has a pipeline or render config this strokes cannot rebuild ({exc})"
+            + (f"; it was written by strokes {written_by}" if written_by else "")
+        ) from None
     return LoadedModel(
         model=model,
         vocab=vocab,
-        pipeline=Pipeline.from_config(ckpt["pipeline"]),
-        render=RenderConfig.from_config(ckpt["render"]),
+        pipeline=pipeline,
+        render=render,
         input_kind=spec.get("input_kind") or models.model_entry(spec["name"]).input_kind,
         checkpoint=ckpt,
         source="<memory>" if isinstance(source, dict) else str(source),
