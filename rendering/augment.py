@@ -31,7 +31,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["Affine", "Jitter", "Elastic", "Augment", "default_augment", "augment_from_config"]
+__all__ = [
+    "Affine",
+    "Jitter",
+    "Elastic",
+    "StrokeOrder",
+    "StrokeDirection",
+    "Augment",
+    "default_augment",
+    "augment_preset",
+    "PRESETS",
+    "augment_from_config",
+]
 
 
 def _torch():
@@ -196,7 +207,108 @@ class Elastic(_Step):
         return xy + self.alpha * (amp[sample_of] * torch.sin(arg)).sum(-1)  # (P, 2)
 
 
-_STEPS = {cls.name: cls for cls in (Affine, Jitter, Elastic)}
+class _OrderStep:
+    """A step that moves points within each sample (strokes reordered or reversed), not their coordinates.
+
+    Only the ragged layout: ``points`` ``(P, 3)`` with ``offsets``. The ``pen_up``
+    column is rebuilt, so each stroke still ends with pen up.
+    """
+
+    name = "order-step"
+
+    def __call__(self, points, offsets=None, *, generator):
+        torch = _torch()
+        as_numpy = isinstance(points, np.ndarray)
+        if as_numpy:
+            points = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
+            offsets = None if offsets is None else torch.from_numpy(np.asarray(offsets, dtype=np.int64))
+        _prepare(points, offsets, generator)  # the same checks as every step
+        if points.ndim != 2:
+            raise ValueError(f"{type(self).__name__} needs ragged (P, 3) points with offsets, not a padded batch")
+        if offsets is None:
+            offsets = torch.tensor([0, points.shape[0]], device=points.device)
+        out = self.reorder(points, torch.as_tensor(offsets, device=points.device).to(torch.int64), generator)
+        return out.numpy() if as_numpy else out
+
+    def to_config(self) -> dict[str, Any]:
+        return {"name": self.name, **dataclasses.asdict(self)}
+
+
+def _stroke_index(points, offsets):
+    """Per point its stroke; per stroke its first and last point and its sample."""
+    torch = _torch()
+    n_pts = points.shape[0]
+    dev = points.device
+    pen = points[:, 2] > 0.5
+    ends = pen.clone()
+    ends[offsets[1:] - 1] = True  # a sample's last point always closes a stroke
+    ends = ends[:n_pts] if n_pts else ends
+    stroke_of = torch.cumsum(ends.to(torch.int64), 0) - ends.to(torch.int64)  # (P,)
+    last = torch.nonzero(ends).flatten()  # (S,)
+    first = torch.cat([torch.zeros(1, dtype=torch.int64, device=dev), last[:-1] + 1]) if len(last) else last
+    sample_of_stroke = torch.searchsorted(offsets, first, right=True) - 1  # (S,)
+    return stroke_of, first, last, sample_of_stroke
+
+
+@dataclass(frozen=True)
+class StrokeDirection(_OrderStep):
+    """Each stroke is reversed (drawn end to start) with probability ``p``: a model learns to ignore direction."""
+
+    name = "stroke_direction"
+    p: float = 0.5  #: probability that a stroke is reversed
+
+    def __post_init__(self):
+        if not 0 <= self.p <= 1:
+            raise ValueError(f"p must be in [0, 1], got {self.p}")
+
+    def reorder(self, points, offsets, generator):
+        torch = _torch()
+        if points.shape[0] == 0:
+            return points.clone()
+        stroke_of, first, last, _ = _stroke_index(points, offsets)
+        flip = torch.rand(len(first), generator=generator, device=points.device) < self.p  # (S,)
+        idx = torch.arange(points.shape[0], device=points.device)
+        src = torch.where(flip[stroke_of], first[stroke_of] + last[stroke_of] - idx, idx)  # (P,)
+        out = points.clone()
+        out[:, :2] = points[src, :2]  # a stroke keeps its place, so pen_up stays where it is
+        return out
+
+
+@dataclass(frozen=True)
+class StrokeOrder(_OrderStep):
+    """The strokes of a sample are put in a random order, with probability ``p`` per sample."""
+
+    name = "stroke_order"
+    p: float = 0.5  #: probability that a sample's strokes are shuffled
+
+    def __post_init__(self):
+        if not 0 <= self.p <= 1:
+            raise ValueError(f"p must be in [0, 1], got {self.p}")
+
+    def reorder(self, points, offsets, generator):
+        torch = _torch()
+        if points.shape[0] == 0:
+            return points.clone()
+        dev = points.device
+        stroke_of, first, last, sample_of_stroke = _stroke_index(points, offsets)
+        n = offsets.shape[0] - 1
+        shuffle = torch.rand(n, generator=generator, device=dev) < self.p  # (N,)
+        local = torch.arange(len(first), device=dev, dtype=torch.float64) / max(len(first), 1)  # keeps order
+        rnd = torch.rand(len(first), generator=generator, device=dev, dtype=torch.float64)
+        key = sample_of_stroke.to(torch.float64) * 2 + torch.where(shuffle[sample_of_stroke], rnd, local)
+        perm = torch.argsort(key)  # (S,) strokes, grouped by sample, shuffled within the chosen ones
+        lens = (last - first + 1)[perm]  # (S,)
+        new_first = torch.cumsum(lens, 0) - lens
+        new_stroke = torch.repeat_interleave(torch.arange(len(perm), device=dev), lens, output_size=points.shape[0])
+        src = first[perm][new_stroke] + torch.arange(points.shape[0], device=dev) - new_first[new_stroke]  # (P,)
+        out = points[src].clone()
+        pen = torch.zeros(points.shape[0], dtype=points.dtype, device=dev)
+        pen[new_first + lens - 1] = 1  # each stroke, in its new place, ends with pen up
+        out[:, 2] = pen
+        return out
+
+
+_STEPS = {cls.name: cls for cls in (Affine, Jitter, Elastic, StrokeOrder, StrokeDirection)}
 
 
 @dataclass(frozen=True)
@@ -208,14 +320,23 @@ class Augment:
     def __post_init__(self):
         object.__setattr__(self, "steps", tuple(self.steps))
         for s in self.steps:
-            if not isinstance(s, _Step):
-                raise TypeError(f"augmentation steps must be Affine, Jitter or Elastic, got {s!r}")
+            if not isinstance(s, (_Step, _OrderStep)):
+                raise TypeError(f"augmentation steps must be one of {', '.join(c.__name__ for c in _STEPS.values())}, got {s!r}")
 
     def __call__(self, points, offsets=None, *, generator):
+        # stroke order and direction first (they move points), then the coordinate transforms
+        for step in self.steps:
+            if isinstance(step, _OrderStep):
+                points = step(points, offsets, generator=generator)
         xy, sample_of, n, restore = _prepare(points, offsets, generator)
         for step in self.steps:
-            xy = step.transform(xy, sample_of, n, generator)
+            if isinstance(step, _Step):
+                xy = step.transform(xy, sample_of, n, generator)
         return restore(xy)
+
+    def geometric(self) -> "Augment":
+        """The chain without the stroke order and direction steps (what can warp an image)."""
+        return Augment(tuple(s for s in self.steps if isinstance(s, _Step)))
 
     def to_config(self) -> list[dict[str, Any]]:
         """The chain as plain JSON data, one entry per step; :meth:`from_config` reverses it."""
@@ -244,3 +365,24 @@ def augment_from_config(config: Sequence[dict[str, Any]]) -> Augment:
 def default_augment() -> Augment:
     """Mild distortions that keep every symbol recognizable."""
     return Augment((Affine(), Elastic(), Jitter()))
+
+
+#: Named augmentation chains (``augment_preset``, ``strokes bench --augment``):
+#: ``default`` the mild distortions; ``none``; ``strokes`` the default plus random stroke
+#: order and direction (what the ``reversed`` and ``stroke-order`` probes test);
+#: ``probes`` that plus the probes' geometry (rotation up to 20 degrees, slant up to 0.3,
+#: aspect up to 1.5).
+PRESETS = ("default", "none", "strokes", "probes")
+
+
+def augment_preset(name: str) -> Augment:
+    """The augmentation chain called ``name`` (see :data:`PRESETS`)."""
+    if name == "default":
+        return default_augment()
+    if name == "none":
+        return Augment(())
+    if name == "strokes":
+        return Augment((StrokeOrder(0.5), StrokeDirection(0.5), *default_augment().steps))
+    if name == "probes":
+        return Augment((StrokeOrder(0.5), StrokeDirection(0.5), Affine(rotate=20, shear=0.3, scale=(0.8, 1.25)), Elastic(), Jitter()))
+    raise ValueError(f"unknown augmentation preset {name!r}; valid: {', '.join(PRESETS)}")

@@ -35,6 +35,7 @@ def warp_images(images, augment, *, generator):
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] != images.shape[-2]:
         raise ValueError(f"images must be a (B, C, S, S) tensor, got {getattr(images, 'shape', type(images).__name__)}")
     b, c, s, _ = images.shape
+    augment = augment.geometric()  # stroke order and direction mean nothing to pixels
     if b == 0 or not augment.steps:
         return images.clone()
     centres = (torch.arange(s, device=images.device, dtype=torch.float32) + 0.5) / s  # (S,)

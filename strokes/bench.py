@@ -103,7 +103,7 @@ class BenchConfig:
     device: str = "auto"  # auto | cpu | cuda[:N]
     batch_size: int = 128  # training batch size, every model
     lr: float = 2e-3  # peak learning rate, every model
-    augment: bool = True  # the default point augmentation, the same for every model
+    augment: bool | str = True  # a rendering.augment preset (default, none, strokes, probes), the same for every model; True = default
     patience: int = 0  # early stopping (0 = off, so every model gets its whole budget)
     max_train_samples: int | None = None  # train on a random subset of each training split
     compile: bool = False  # torch.compile the models
@@ -142,6 +142,12 @@ class BenchConfig:
         from .probes import parse_probes
 
         object.__setattr__(self, "probes", parse_probes(list(self.probes)) if self.probes else ())
+        from rendering.augment import PRESETS
+
+        if _augment_name(self.augment) not in PRESETS:
+            raise ValueError(f"augment must be True, False or a preset ({', '.join(PRESETS)}), got {self.augment!r}")
+        # one spelling per chain, so that runs recorded before presets existed still resume
+        object.__setattr__(self, "augment", {"default": True, "none": False}.get(self.augment, self.augment))
 
     @property
     def seed_list(self) -> list[int]:
@@ -160,6 +166,15 @@ class BenchConfig:
         for k in ("models", "seeds", "latency_samples", "latency_warmup", "infer_batch_size", "probes"):
             d.pop(k)
         return d
+
+
+def _augment_name(augment) -> str:
+    """A preset name from BenchConfig.augment (True/False, the older form, mean default/none)."""
+    if augment is True:
+        return "default"
+    if augment is False:
+        return "none"
+    return augment
 
 
 # --------------------------------------------------------------------- checks
@@ -476,6 +491,8 @@ def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchCon
     from .training.checkpoint import load_checkpoint
     from .training.evaluate import evaluate
     from .recognizer import Recognizer
+    from rendering.augment import augment_preset
+
     from .training.train import TrainConfig, Trainer, resolve_device
 
     device = resolve_device(config.device)
@@ -487,7 +504,7 @@ def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchCon
         epochs=config.epochs if config.epochs is not None else 10_000,
         batch_size=config.batch_size,
         lr=config.lr,
-        augment=None if config.augment else [],
+        augment=augment_preset(_augment_name(config.augment)).to_config(),
         patience=config.patience,
         split=mode if mode not in ("kfold", "hasy-folds") else ("writer" if (ds.writer_ids >= 0).any() else "random"),
         val=config.val,

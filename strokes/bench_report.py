@@ -588,7 +588,11 @@ def render_report(results: dict, image_prefix: str = "") -> str:
         f"- **Split:** `{cfg['split']}`, {len(results['splits'])} split(s) over seeds {cfg['seed']}..{cfg['seed'] + cfg['seeds'] - 1}; "
         f"first split train/val/test = {sizes[0]:,}/{sizes[1]:,}/{sizes[2]:,}. Every model ran on the same splits with the same seeds.",
         f"- **Budget:** {_budget(cfg)}; batch {cfg['batch_size']}, AdamW lr {cfg['lr']:g} (warmup + cosine), "
-        f"augmentation {'on (the same point augmentation for every model)' if cfg['augment'] else 'off'}, "
+        + (
+            f"augmentation {'on (the same point augmentation for every model)' if cfg['augment'] is True else 'off'}, "
+            if isinstance(cfg["augment"], bool)
+            else f"augmentation preset `{cfg['augment']}` (the same for every model), "
+        )
         + ("early stopping off" if not cfg["patience"] else f"early stopping after {cfg['patience']} epochs")
         + (f", at most {cfg['max_train_samples']:,} training samples" if cfg.get("max_train_samples") else "")
         + ".",

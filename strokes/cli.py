@@ -190,6 +190,10 @@ def train_config_from_args(args):
         given["model_options"] = {**fields.get("model_options", {}), **_parse_options(args.option)}
     if args.no_augment:
         given["augment"] = []
+    elif args.augment is not None:
+        from rendering.augment import augment_preset
+
+        given["augment"] = augment_preset(args.augment).to_config()
     if args.compile:
         given["compile"] = True
     if args.channels is not None or args.thickness is not None:
@@ -397,7 +401,7 @@ def cmd_bench(args) -> int:
         device=args.device,
         batch_size=batch_size,
         lr=args.lr,
-        augment=not args.no_augment,
+        augment="none" if args.no_augment else args.augment,
         max_train_samples=args.max_train_samples,
         compile=args.compile,
         precision=args.precision,
@@ -516,8 +520,16 @@ PRECISION_HELP = (
 )
 
 
+AUGMENT_HELP = (
+    "augmentation preset: default (rotation, shear, scale, elastic, jitter), none, strokes (default plus random "
+    "stroke order and direction), probes (strokes plus rotation to 20 degrees, slant to 0.3, aspect to 1.25)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .bench import DEFAULT_MODELS, QUICK_BATCH_SIZE, QUICK_DATA, QUICK_EPOCHS, QUICK_MODELS, QUICK_SEEDS
+    from rendering.augment import PRESETS as AUGMENT_PRESETS
+
     from .training.train import PRECISIONS
 
     p = argparse.ArgumentParser(
@@ -592,6 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--label-smoothing", type=float, default=None, help="default 0.1")
     sp.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs (0 = off; default 8)")
     sp.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    sp.add_argument("--augment", choices=AUGMENT_PRESETS, default=None, help=AUGMENT_HELP)
     sp.add_argument("--split", choices=["writer", "random"], default=None, help="default: writer (writer-disjoint)")
     sp.add_argument("--channels", default=None, help="render channels for image models (default ink)")
     sp.add_argument("--thickness", type=float, default=None, help="render line width in pixels (default 1)")
@@ -625,7 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--split", default="writer", help="writer | random | kfold:K | hasy-folds[:LIST] (HASYv2's official folds, e.g. hasy-folds:1-3) (default writer)")
     sp.add_argument("--batch-size", type=int, default=None, help=f"training batch size, every model (default 128; without --data: {QUICK_BATCH_SIZE})")
     sp.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, every model (default 2e-3)")
-    sp.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    sp.add_argument("--no-augment", action="store_true", help="train without augmentation (= --augment none)")
+    sp.add_argument("--augment", choices=AUGMENT_PRESETS, default="default", help=AUGMENT_HELP)
     sp.add_argument("--max-train-samples", type=int, default=None, help="train on a random subset of each split")
     sp.add_argument("--latency-samples", type=int, default=200, help="timed single-sample calls per model (default 200)")
     sp.add_argument("--option", action="append", metavar="MODEL.FIELD=VALUE", help="override a model config field (repeatable)")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rendering import rasterize_torch
 from rendering.augment import Affine, Augment, Elastic, Jitter, augment_from_config, default_augment
+from strategies import points3
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 STEPS = [Affine(), Jitter(), Elastic(), default_augment()]
@@ -136,3 +139,88 @@ def test_generator_is_required():
         Jitter()(pts, offs, generator=None)
     with pytest.raises(TypeError):
         Augment(("jitter",))
+
+
+# ------------------------------------------------- stroke order and direction (issue 16)
+def _ragged(inks):
+    """points-3 arrays -> (P, 3) tensor and offsets."""
+    import torch
+
+    pts = np.concatenate(inks).astype(np.float32)
+    offs = np.r_[0, np.cumsum([len(i) for i in inks])]
+    return torch.from_numpy(pts), torch.from_numpy(offs)
+
+
+def _split_strokes(points3):
+    ends = np.flatnonzero(points3[:, 2] > 0.5)
+    return [s[:, :2] for s in np.split(points3, ends[:-1] + 1)]
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(points3(max_strokes=4, max_points=8), min_size=1, max_size=5), st.integers(0, 2**31 - 1))
+def test_stroke_order_shuffles_whole_strokes_within_samples(inks, seed):
+    """StrokeOrder keeps every sample's strokes, whole, each ending with pen up, only in another order."""
+    import torch
+
+    from rendering.augment import StrokeOrder
+
+    pts, offs = _ragged(inks)
+    out = StrokeOrder(1.0)(pts, offs, generator=torch.Generator().manual_seed(seed)).numpy()
+    for i, ink in enumerate(inks):
+        got = out[offs[i] : offs[i + 1]]
+        assert got[-1, 2] == 1
+        assert sorted(s.tobytes() for s in _split_strokes(got)) == sorted(s.astype(np.float32).tobytes() for s in _split_strokes(ink))
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(points3(max_strokes=4, max_points=8), min_size=1, max_size=5), st.integers(0, 2**31 - 1))
+def test_stroke_direction_reverses_strokes_in_place(inks, seed):
+    """StrokeDirection(1) reverses every stroke and keeps it (and its pen up) where it was; twice is identity."""
+    import torch
+
+    from rendering.augment import StrokeDirection
+
+    pts, offs = _ragged(inks)
+    g = torch.Generator().manual_seed(seed)
+    once = StrokeDirection(1.0)(pts, offs, generator=g)
+    np.testing.assert_array_equal(once[:, 2].numpy(), pts[:, 2].numpy())
+    for a, b in zip(_split_strokes(pts.numpy()), _split_strokes(once.numpy())):
+        np.testing.assert_array_equal(b, a[::-1])
+    np.testing.assert_array_equal(StrokeDirection(1.0)(once, offs, generator=g).numpy(), pts.numpy())
+
+
+def test_stroke_steps_are_seeded_and_p0_is_identity():
+    """p=0 changes nothing; the same seed gives the same shuffle; presets build and round-trip."""
+    import torch
+
+    from rendering.augment import PRESETS, StrokeDirection, StrokeOrder, augment_from_config, augment_preset
+
+    rng = np.random.default_rng(0)
+    inks = [np.c_[rng.random((6, 2)), [0, 0, 1, 0, 0, 1]] for _ in range(20)]
+    pts, offs = _ragged(inks)
+    for step in (StrokeOrder(0.0), StrokeDirection(0.0)):
+        assert torch.equal(step(pts, offs, generator=torch.Generator().manual_seed(1)), pts)
+    a = StrokeOrder(0.5)(pts, offs, generator=torch.Generator().manual_seed(3))
+    b = StrokeOrder(0.5)(pts, offs, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and not torch.equal(a, pts)
+    for name in PRESETS:
+        chain = augment_preset(name)
+        assert augment_from_config(chain.to_config()) == chain
+        chain(pts, offs, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="unknown augmentation preset"):
+        augment_preset("heavy")
+    with pytest.raises(ValueError, match="p must be in"):
+        StrokeOrder(1.5)
+    with pytest.raises(ValueError, match="ragged"):
+        StrokeOrder(0.5)(pts.reshape(4, -1, 3), generator=torch.Generator().manual_seed(0))
+
+
+def test_image_warps_ignore_stroke_steps():
+    """Warping images with a chain that has stroke steps warps them by its geometric steps only."""
+    from rendering.augment import augment_preset
+    from rendering.warp import warp_images
+
+    images = torch.rand(3, 1, 16, 16)
+    a = warp_images(images, augment_preset("strokes"), generator=torch.Generator().manual_seed(0))
+    b = warp_images(images, augment_preset("strokes").geometric(), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and augment_preset("strokes").geometric() == default_augment()
