@@ -16,6 +16,16 @@ Every error is JSON, ``{"error": "what is wrong"}``: 400 for malformed JSON,
 wrong shapes, non-finite numbers, empty ink, a bad ``k``, or more points or
 strokes than configured; 413 for a body over ``max_body`` bytes; 404 and 405
 for unknown paths and wrong methods. A bad request never reaches the model.
+An ink the model itself refuses (a ``ValueError``) gets a 400 of its own; any
+other failure inside the server a logged 500. Either way the other inks of
+its micro-batch still get their answers, and the server, and the client's
+keep-alive connection, carry on.
+
+An answer given before the whole body has been read (a 413, a bad ``k``, a 404
+or 405) is sent only after the rest of the body has been read and thrown away,
+up to ``max_drain`` bytes and ``drain_seconds``: closing a socket with unread
+bytes makes the kernel reset the connection, and the client would see
+ECONNRESET instead of the answer (nginx's "lingering close" does the same).
 
 Concurrency: requests are parsed and validated on the event loop, then queued
 to one inference thread that takes whatever has queued up (up to
@@ -53,12 +63,19 @@ class ServeConfig:
     max_strokes: int = 200  #: strokes per request; more gets 400
     max_k: int = 50  #: largest ?k= (and never more than the vocabulary)
     max_batch: int = 64  #: inks classified together by the inference thread
+    #: bytes of a refused request's unread body read and discarded before the
+    #: answer, so the client can read it; a longer body gets the answer and a close
+    max_drain: int = 16 * 1024 * 1024
+    drain_seconds: float = 5.0  #: and the time allowed for that
 
     def __post_init__(self):
-        for name in ("max_body", "max_points", "max_strokes", "max_k", "max_batch"):
+        for name in ("max_body", "max_points", "max_strokes", "max_k", "max_batch", "max_drain"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
+        v = self.drain_seconds
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
+            raise ValueError(f"drain_seconds must be a positive finite number, got {v!r}")
 
 
 class BadRequest(ValueError):
@@ -149,18 +166,26 @@ class _Batcher:
         self.pool.shutdown(wait=True)
 
     async def submit(self, ink) -> np.ndarray:
+        if self.task is None or self.task.done():  # else the request would wait forever
+            raise RuntimeError("the inference loop is not running")
         fut = asyncio.get_running_loop().create_future()
         await self.queue.put((ink, fut))
         return await fut
 
+    def _probabilities(self, inks) -> np.ndarray:
+        probs = self.recognizer.probabilities(inks)
+        if len(probs) != len(inks):  # a row per ink, or the answers would go to the wrong clients
+            raise RuntimeError(f"the recognizer returned {len(probs)} rows for {len(inks)} inks")
+        return probs
+
     def _classify(self, inks):
         try:
-            return self.recognizer.probabilities(inks), None
+            return self._probabilities(inks), None
         except Exception:  # isolate the ink that fails, so the others still get answers
             out, errors = [], []
             for ink in inks:
                 try:
-                    out.append(self.recognizer.probabilities([ink])[0])
+                    out.append(self._probabilities([ink])[0])
                     errors.append(None)
                 except Exception as exc:  # noqa: BLE001 - reported to that one client
                     out.append(None)
@@ -186,10 +211,137 @@ class _Batcher:
                 if fut.done():
                     continue
                 err = errors[j] if errors is not None else None
-                if err is not None:
-                    fut.set_exception(err)
-                else:
+                if err is None:
                     fut.set_result(probs[j])
+                elif isinstance(err, StopIteration):
+                    # a future refuses StopIteration (TypeError), which would end this loop
+                    # and leave every later request waiting forever
+                    fut.set_exception(RuntimeError(f"inference failed: {err!r}"))
+                else:
+                    fut.set_exception(err)
+
+
+def _header(scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+class _DrainUnreadBody:
+    """ASGI middleware: before an answer goes out, read and discard what the app left of the request body.
+
+    An answer given before the body is read (a 413 on the declared length, a bad
+    ``k``, a 404 or 405) is followed by a close when the client asked for one
+    (``Connection: close``, which urllib always sends). Closing a socket with
+    unread bytes in it makes the kernel answer with a TCP reset, which can
+    destroy the answer on its way: the client gets ECONNRESET or EPIPE instead
+    of the 413. Like nginx's lingering close, the rest of the body is read
+    first, chunk by chunk as the server hands it over, and dropped (memory stays
+    at one chunk), up to ``limit`` bytes and ``seconds`` seconds. A body beyond
+    those stays unread, and the answer says ``Connection: close``.
+    """
+
+    def __init__(self, app, *, limit: int, seconds: float):
+        self.app = app
+        self.limit = limit
+        self.seconds = seconds
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        try:
+            length = int(declared) if declared is not None else None
+        except ValueError:  # the HTTP server refuses such requests before they get here
+            length = None
+        chunked = _header(scope, b"transfer-encoding") is not None
+        state = {"read_all": not chunked and not length, "asked": False}
+
+        async def tracked_receive():
+            state["asked"] = True
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                state["read_all"] = True
+            return message
+
+        async def draining_send(message):
+            if message["type"] == "http.response.start" and not state["read_all"]:
+                if not await self._drain(scope, receive, length, state["asked"]):
+                    headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
+                state["read_all"] = True
+            await send(message)
+
+        await self.app(scope, tracked_receive, draining_send)
+
+    async def _drain(self, scope, receive, length: int | None, asked: bool) -> bool:
+        """Read and drop the rest of the body; True when all of it was read."""
+        expect = (_header(scope, b"expect") or b"").lower()
+        if expect == b"100-continue" and not asked:
+            # the client sends the body only after "100 Continue", which the first
+            # receive() would send: asking for the body now invites the upload being
+            # refused; unsent, it leaves nothing behind to reset the connection with
+            return False
+        if length is not None and length > self.limit:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        drained = 0
+        while drained <= self.limit:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                message = await asyncio.wait_for(receive(), remaining)
+            except asyncio.TimeoutError:
+                log.info("gave up draining a slow request body after %.1f s", self.seconds)
+                return False
+            if message["type"] != "http.request":
+                return True  # the client left: nothing more to read
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return True
+        return False
+
+
+class _JSONServerErrors:
+    """ASGI middleware: an exception in a handler becomes a logged ``{"error": ...}`` 500.
+
+    Starlette's own last-resort handler answers, then re-raises, and the HTTP
+    server then logs the traceback a second time and drops the client's
+    keep-alive connection. Here the exception is logged once and answered, and
+    the connection stays usable. An exception after the answer has started
+    cannot be answered; it is re-raised so that the server cuts the truncated
+    answer off.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        except Exception:
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            body = json.dumps({"error": "internal error; the server logged it"}).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
 
 
 def create_app(recognizer=None, *, model=None, device: str = "cpu", config: ServeConfig | None = None):
@@ -204,6 +356,7 @@ def create_app(recognizer=None, *, model=None, device: str = "cpu", config: Serv
     try:
         from starlette.applications import Starlette
         from starlette.exceptions import HTTPException
+        from starlette.middleware import Middleware
         from starlette.requests import ClientDisconnect, Request
         from starlette.responses import FileResponse, JSONResponse
         from starlette.routing import Mount, Route
@@ -286,10 +439,6 @@ def create_app(recognizer=None, *, model=None, device: str = "cpu", config: Serv
         headers = getattr(exc, "headers", None)
         return JSONResponse({"error": messages.get(exc.status_code, exc.detail)}, status_code=exc.status_code, headers=headers)
 
-    async def server_error(request: Request, exc: Exception):
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error("internal error; the server logged it", 500)
-
     @contextlib.asynccontextmanager
     async def lifespan(app):
         await batcher.start()
@@ -304,9 +453,15 @@ def create_app(recognizer=None, *, model=None, device: str = "cpu", config: Serv
         Route("/api/classify", classify, methods=["POST"]),
         Mount("/static", StaticFiles(directory=WEB_DIR), name="static"),
     ]
+    middleware = [
+        # outermost first: a 500 answer, too, goes out only after the body is read
+        Middleware(_DrainUnreadBody, limit=config.max_drain, seconds=config.drain_seconds),
+        Middleware(_JSONServerErrors),
+    ]
     app = Starlette(
         routes=routes,
-        exception_handlers={HTTPException: http_error, Exception: server_error},
+        middleware=middleware,
+        exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
     app.state.batcher = batcher

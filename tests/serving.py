@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -50,6 +51,33 @@ def running_server(*args: str, timeout: float = 60.0):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def running_app(app, timeout: float = 30.0):
+    """Serve an ASGI ``app`` with uvicorn in a thread of this process on a free loopback port; yield ``(host, port)``.
+
+    For tests that reach into the server (a recognizer that fails on purpose, the
+    batcher's queue), which a ``strokes serve`` process does not allow.
+    """
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("the in-process server stopped before it started")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the in-process server did not start within {timeout} s")
+            time.sleep(0.02)
+        yield "127.0.0.1", port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout)
 
 
 def request(host, port, method, path, body=None, headers=None, timeout=10.0, conn=None):
