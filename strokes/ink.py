@@ -17,6 +17,8 @@ __all__ = ["as_ink", "DEFAULT_MAX_POINTS", "InkError"]
 
 #: Default cap on the number of points in one ink; larger input is refused.
 DEFAULT_MAX_POINTS = 100_000
+#: The largest |x| or |y| accepted: far past any device, far below where float64 arithmetic overflows.
+MAX_COORDINATE = 1e15
 
 
 class InkError(ValueError):
@@ -76,6 +78,9 @@ def _numeric(obj: Any, si: int) -> np.ndarray:
         raise InkError(f"stroke {si}: points need 2 (x, y) or 3 (x, y, t) values, got {arr.shape[1]}")
     if not np.isfinite(arr).all():
         raise InkError(f"stroke {si}: contains NaN or infinite values")
+    if np.abs(arr[:, :2]).max() > MAX_COORDINATE:
+        # finite but so large that extents and scales overflow float64 (1e308 - -1e308 = inf)
+        raise InkError(f"stroke {si}: has x or y beyond ±{MAX_COORDINATE:.0e}; no pen or screen writes there")
     return arr
 
 

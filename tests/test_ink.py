@@ -65,3 +65,16 @@ def test_not_a_sequence_is_type_error():
         as_ink("strokes")
     with pytest.raises(TypeError):
         as_ink(42)
+
+
+@pytest.mark.parametrize("ink", [[[(1e308, 0), (-1e308, 1)]], [[(0, 0), (3e15, 1)]], [[{"x": 0, "y": -2e16}]]])
+def test_coordinates_too_large_to_normalize_are_refused(ink):
+    """x or y beyond ±1e15 is refused by name: its extent would overflow (1e308 - -1e308 is inf)."""
+    with pytest.raises(InkError, match="beyond"):
+        as_ink(ink)
+
+
+def test_large_timestamps_and_ordinary_coordinates_pass():
+    """Milliseconds since the epoch as t, and tablet-sized coordinates, are fine."""
+    out = as_ink([[(0, 0, 1.7e12), (5e5, 5e5, 1.7e12 + 20)]])
+    assert out[0].shape == (2, 3)
