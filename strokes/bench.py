@@ -97,7 +97,7 @@ class BenchConfig:
     time_budget: float | None = None  # training seconds per model and seed (validation excluded)
     seeds: int = 3  # seeds per model: seed, seed + 1, ...
     seed: int = 0  # the first seed
-    split: str = "writer"  # writer | random | kfold:K | hasy-folds[:LIST] (official folds, e.g. hasy-folds:1-3)
+    split: str = "writer"  # writer | random | kfold:K | collection (leave one collection out) | hasy-folds[:LIST]
     val: float = 0.1  # validation fraction (of the training part for kfold)
     test: float = 0.1  # test fraction (writer, random)
     device: str = "auto"  # auto | cpu | cuda[:N]
@@ -113,6 +113,7 @@ class BenchConfig:
     latency_warmup: int = 20  # untimed calls before them
     model_options: dict = field(default_factory=dict)  # model name -> {config field: value}
     probes: tuple = DEFAULT_PROBES  # strokes.probes names re-scoring each cell's test split under perturbed ink (() = none)
+    train_fractions: tuple = (1.0,)  # nested writer subsets of each training split, e.g. (0.05, 0.1, 0.25, 0.5, 1.0)
 
     def __post_init__(self):
         object.__setattr__(self, "models", tuple(self.models))
@@ -142,6 +143,10 @@ class BenchConfig:
         from .probes import parse_probes
 
         object.__setattr__(self, "probes", parse_probes(list(self.probes)) if self.probes else ())
+        fr = tuple(sorted({float(f) for f in self.train_fractions} | {1.0}))
+        if any(not 0 < f <= 1 for f in fr):
+            raise ValueError(f"train_fractions must lie in (0, 1], got {self.train_fractions}")
+        object.__setattr__(self, "train_fractions", fr)
         from rendering.augment import PRESETS
 
         if _augment_name(self.augment) not in PRESETS:
@@ -157,13 +162,14 @@ class BenchConfig:
         d = dataclasses.asdict(self)
         d["models"] = list(self.models)
         d["probes"] = list(self.probes)
+        d["train_fractions"] = list(self.train_fractions)
         return d
 
     def cell_settings(self) -> dict:
         """The settings a finished cell depends on (besides model, seed and split)."""
         d = self.to_dict()
         # measurements only: a finished cell is reused whatever these say (missing probes are added)
-        for k in ("models", "seeds", "latency_samples", "latency_warmup", "infer_batch_size", "probes"):
+        for k in ("models", "seeds", "latency_samples", "latency_warmup", "infer_batch_size", "probes", "train_fractions"):
             d.pop(k)
         return d
 
@@ -194,7 +200,7 @@ def check_models(names) -> list[str]:
     return names
 
 
-_SPLIT = re.compile(r"^(writer|random|kfold:(\d+)|hasy-folds(?::([\d,\-]+))?)$")
+_SPLIT = re.compile(r"^(writer|random|collection|kfold:(\d+)|hasy-folds(?::([\d,\-]+))?)$")
 
 
 def _fold_list(text: str) -> tuple[int, ...]:
@@ -222,7 +228,7 @@ def parse_split(spec: str) -> tuple[str, object]:
     m = _SPLIT.match(spec.strip())
     if not m:
         raise ValueError(
-            f"unknown split {spec!r}; use writer, random, kfold:K (e.g. kfold:5) or hasy-folds[:LIST] (e.g. hasy-folds:1-3)"
+            f"unknown split {spec!r}; use writer, random, collection, kfold:K (e.g. kfold:5) or hasy-folds[:LIST] (e.g. hasy-folds:1-3)"
         )
     if m.group(1).startswith("hasy-folds"):
         return "hasy-folds", (_fold_list(m.group(3)) if m.group(3) else None)
@@ -235,7 +241,40 @@ def parse_split(spec: str) -> tuple[str, object]:
 
 
 def make_splits(ds, config: BenchConfig) -> list[tuple[str, int, object]]:
-    """The split matrix: ``(split_id, seed, Split)`` for every seed (and fold).
+    """The split matrix: ``(split_id, seed, Split)`` for every seed (and fold, and training fraction).
+
+    With ``train_fractions`` below 1, each split also comes with nested writer
+    subsets of its training part (:func:`fraction_splits`), as ``<id>-frac<f>``.
+    """
+    base = _base_splits(ds, config)
+    if config.train_fractions == (1.0,):
+        return base
+    return [s for sid, seed, sp in base for s in fraction_splits(ds, sid, seed, sp, config.train_fractions)]
+
+
+def fraction_splits(ds, split_id: str, seed: int, sp, fractions) -> list[tuple[str, int, object]]:
+    """Nested training subsets by writer: for each fraction ``f``, the first writers of a
+    seeded random order of the training writers, until ``f`` of the training samples are
+    reached. Every subset holds the smaller ones; validation and test are unchanged."""
+    from .splits import Split, groups
+
+    g = groups(ds)[sp.train]  # writer (or session) of each training sample
+    writers, counts = np.unique(g, return_counts=True)
+    order = np.random.default_rng([seed, 104_729]).permutation(len(writers))
+    cum = np.cumsum(counts[order])
+    out = []
+    for f in fractions:
+        if f >= 1.0:
+            out.append((split_id, seed, sp))
+            continue
+        k = int(np.searchsorted(cum, f * len(sp.train))) + 1  # fewest writers reaching f
+        keep = np.isin(g, writers[order[:k]])
+        out.append((f"{split_id}-frac{f:g}", seed, Split(np.sort(sp.train[keep]), sp.val, sp.test, mode=f"{sp.mode}:frac{f:g}", seed=sp.seed)))
+    return out
+
+
+def _base_splits(ds, config: BenchConfig) -> list[tuple[str, int, object]]:
+    """The split matrix without training fractions: ``(split_id, seed, Split)`` for every seed (and fold).
 
     ``writer``/``random``: one train/val/test split per seed (the seed seeds the
     split too, so the spread over seeds includes the choice of test writers).
@@ -249,6 +288,8 @@ def make_splits(ds, config: BenchConfig) -> list[tuple[str, int, object]]:
     out = []
     if mode == "hasy-folds":
         return _official_folds(ds, config, k)
+    if mode == "collection":
+        return _collection_folds(ds, config)
     if mode != "kfold":
         for s in config.seed_list:
             sp = split(ds, mode=mode, val=config.val, test=config.test, seed=s)
@@ -265,6 +306,35 @@ def make_splits(ds, config: BenchConfig) -> list[tuple[str, int, object]]:
             raise ValueError(f"fold {f} of {k} has no validation or test samples; use fewer folds")
         for s in config.seed_list:
             out.append((f"s{s}-f{f}", s, Split(train_idx, val_idx, test_idx, mode=f"kfold{k}:{f}", seed=s)))
+    return out
+
+
+#: A collection is held out only if it has at least this many samples (or 5% of the data, if less):
+#: a handful of symbols (CROHME's 98-symbol ``extension`` folder) would give a meaningless test score.
+MIN_HELD_OUT = 500
+
+
+def _collection_folds(ds, config: BenchConfig) -> list[tuple[str, int, object]]:
+    """Leave one collection out: train on the others (a writer-disjoint ``val`` part validates), test on it."""
+    from .splits import Split, collections, split
+
+    coll, names = collections(ds)
+    sizes = np.bincount(coll[coll >= 0], minlength=len(names))
+    floor = min(MIN_HELD_OUT, max(1, int(0.05 * len(ds))))
+    held = [c for c in range(len(names)) if sizes[c] >= floor]
+    if len(held) < 2:
+        raise ValueError(
+            f"--split collection needs at least two collections of {floor}+ samples; {ds.name} has "
+            + (", ".join(f"{n} ({s})" for n, s in zip(names, sizes)) or "none (no collection or device in its sources)")
+        )
+    out = []
+    for c in held:
+        test_idx = np.flatnonzero(coll == c)
+        rest = np.flatnonzero(coll != c)
+        inner = split(ds.subset(rest), mode="writer", val=config.val, test=0.0, seed=config.seed + c)
+        train_idx, val_idx = np.sort(rest[inner.train]), np.sort(rest[inner.val])
+        for s in config.seed_list:
+            out.append((f"s{s}-{names[c]}", s, Split(train_idx, val_idx, test_idx, mode=f"collection:{names[c]}", seed=s)))
     return out
 
 
@@ -466,6 +536,11 @@ def measure_probes(loaded, test_ds, names, device, seed: int, done: dict | None 
 
 
 # -------------------------------------------------------------------- cells
+def _fraction_of(split_id: str) -> float:
+    m = re.search(r"-frac([0-9.]+)$", split_id)
+    return float(m.group(1)) if m else 1.0
+
+
 def _cell_name(model: str, split_id: str) -> str:
     return f"{model}__{split_id}"
 
@@ -506,7 +581,7 @@ def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchCon
         lr=config.lr,
         augment=augment_preset(_augment_name(config.augment)).to_config(),
         patience=config.patience,
-        split=mode if mode not in ("kfold", "hasy-folds") else ("writer" if (ds.writer_ids >= 0).any() else "random"),
+        split=mode if mode not in ("kfold", "hasy-folds", "collection") else ("writer" if (ds.writer_ids >= 0).any() else "random"),
         val=config.val,
         test=config.test,
         seed=seed,
@@ -577,6 +652,7 @@ def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchCon
         "seed": seed,
         "split_id": split_id,
         "split_mode": sp.mode,
+        "train_fraction": _fraction_of(split_id),
         "split_sizes": {"train": metrics["split"]["train"], "val": len(sp.val), "test": len(sp.test)},
         "params": _n_params(loaded.model),
         "epochs_run": round(clock["epochs_done"], 3),

@@ -406,6 +406,7 @@ def cmd_bench(args) -> int:
         compile=args.compile,
         precision=args.precision,
         probes=parse_probes(args.probes),
+        train_fractions=tuple(float(f) for f in _csv(args.train_fraction)),
         latency_samples=args.latency_samples,
         model_options=options,
     )
@@ -635,7 +636,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--time-budget", type=float, default=None, metavar="SECONDS", help="training seconds per model and seed (with --epochs: whichever ends first)")
     sp.add_argument("--seeds", type=int, default=None, help=f"seeds per model (default 3; without --data: {QUICK_SEEDS})")
     sp.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
-    sp.add_argument("--split", default="writer", help="writer | random | kfold:K | hasy-folds[:LIST] (HASYv2's official folds, e.g. hasy-folds:1-3) (default writer)")
+    sp.add_argument("--split", default="writer", help="writer | random | kfold:K | collection (leave one collection/device out, e.g. CROHME's five) | hasy-folds[:LIST] (HASYv2's official folds, e.g. hasy-folds:1-3) (default writer)")
+    sp.add_argument("--train-fraction", default="1", metavar="F[,F...]", help="also train on nested writer subsets of each training split, e.g. 0.05,0.1,0.25,0.5,1 (data-efficiency curves; default 1)")
     sp.add_argument("--batch-size", type=int, default=None, help=f"training batch size, every model (default 128; without --data: {QUICK_BATCH_SIZE})")
     sp.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, every model (default 2e-3)")
     sp.add_argument("--no-augment", action="store_true", help="train without augmentation (= --augment none)")

@@ -82,6 +82,25 @@ def groups(ds: StrokeDataset) -> np.ndarray:
     return inverse.astype(np.int64)
 
 
+def collections(ds) -> tuple[np.ndarray, list[str]]:
+    """``(N,)`` collection id per sample (-1 where unknown) and the collection names.
+
+    The collection is the recording setup a sample comes from: for CROHME the
+    folder under the data root (``HAMEX``, ``KAIST``, ``MathBrush``, ``MfrDB``,
+    ``expressmatch``...), which the InkML loader keeps as the first component of
+    each source name (``KAIST/KME1G3_11_sub_10.inkml``). A loader that knows a
+    device or collection field may put ``{"collections": [name per source]}`` in
+    ``ds.info`` instead. Sources without either have no collection.
+    """
+    names_of_source = ds.info.get("collections")
+    if names_of_source is None or len(names_of_source) != len(ds.source_names):
+        names_of_source = [s.split("/", 1)[0] if "/" in s else "" for s in ds.source_names]
+    names = sorted({n for n in names_of_source if n})
+    index = {n: i for i, n in enumerate(names)}
+    per_source = np.array([index.get(n, -1) for n in names_of_source] + [-1], dtype=np.int64)  # [-1]: no source
+    return per_source[ds.source_ids], names
+
+
 def _check_fractions(val: float, test: float) -> None:
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise ValueError(f"val and test fractions must be in [0, 1) and sum below 1, got {val} and {test}")

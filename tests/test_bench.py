@@ -450,3 +450,72 @@ def test_probes_rescore_each_cell_and_fill_in_finished_cells(data, tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "## Robustness probes" in report and "| reversed |" in report and (tmp_path / "probes.png").exists()
     assert any("Robustness" in v for v in again["verdict"])
+
+
+def _with_collections(ds, names=("alpha", "beta", "gamma")):
+    """``ds`` with its sources renamed into collections, writer by writer (as CROHME's folders are)."""
+    import copy
+
+    out = copy.copy(ds)
+    out.source_names = [f"{names[i % len(names)]}/{s.split('/')[-1]}" for i, s in enumerate(ds.source_names)]
+    return out
+
+
+def test_collection_split_leaves_one_collection_out(data):
+    """--split collection tests on each collection in turn, trained (and validated) on the others only."""
+    from strokes.splits import collections
+
+    ds = _with_collections(data)
+    coll, names = collections(ds)
+    assert names == ["alpha", "beta", "gamma"] and (coll >= 0).all()
+    splits = make_splits(ds, _config(split="collection", seeds=1))
+    assert [sid for sid, _, _ in splits] == ["s0-alpha", "s0-beta", "s0-gamma"]
+    for (sid, _, sp), c in zip(splits, range(3)):
+        assert set(coll[sp.test]) == {c} and c not in set(coll[sp.train]) | set(coll[sp.val])
+        assert len(sp.test) == (coll == c).sum() and len(sp.val) > 0
+    with pytest.raises(ValueError, match="at least two collections"):
+        make_splits(_with_collections(data, ("only",)), _config(split="collection", seeds=1))
+
+
+def test_collection_split_end_to_end_reports_per_collection(data, tmp_path):
+    """A collection run reports one column per held-out collection."""
+    results = run_bench(_with_collections(data), _config(models=("lenet5",), seeds=1, split="collection", probes=()), tmp_path, progress=False)
+    assert {c["split_id"] for c in results["cells"]} == {"s0-alpha", "s0-beta", "s0-gamma"}
+    report = (tmp_path / "report.md").read_text()
+    assert "leave one collection out" in report and "| model | alpha | beta | gamma | mean | min | max |" in report
+
+
+def test_train_fractions_are_nested_writer_subsets(data):
+    """Training fractions are seeded, nested, writer-whole subsets; validation and test stay the same."""
+    from strokes.splits import groups
+
+    cfg = _config(seeds=1, train_fractions=(0.25, 0.5))
+    splits = make_splits(data, cfg)
+    assert [sid for sid, _, _ in splits] == ["s0-frac0.25", "s0-frac0.5", "s0"]
+    subsets = [set(sp.train) for _, _, sp in splits]
+    assert subsets[0] < subsets[1] < subsets[2]
+    g = groups(data)
+    full = splits[-1][2]
+    for _, _, sp in splits:
+        assert np.array_equal(sp.val, full.val) and np.array_equal(sp.test, full.test)
+        inside = set(g[sp.train])
+        assert set(np.flatnonzero(np.isin(g, list(inside)))) & set(full.train) == set(sp.train)  # whole writers
+    assert len(splits[0][2].train) >= 0.25 * len(full.train)
+    again = make_splits(data, cfg)
+    assert all(np.array_equal(a[2].train, b[2].train) for a, b in zip(splits, again))
+    with pytest.raises(ValueError, match="train_fractions"):
+        _config(train_fractions=(0.0,))
+
+
+def test_data_efficiency_report(data, tmp_path):
+    """A run with training fractions reports top-1 against training samples; the summary uses full data only."""
+    results = run_bench(data, _config(models=("lenet5",), seeds=1, train_fractions=(0.5,), probes=()), tmp_path, progress=False)
+    assert sorted(c["train_fraction"] for c in results["cells"]) == [0.5, 1.0]
+    eff = results["data_efficiency"]
+    (row,) = eff["rows"]
+    assert [p["fraction"] for p in row["points"]] == [0.5, 1.0]
+    assert row["points"][0]["train_samples"] < row["points"][1]["train_samples"]
+    (summary,) = results["summary"]
+    full = next(c for c in results["cells"] if c["train_fraction"] == 1.0)
+    assert summary["cells"] == 1 and summary["top1_mean"] == full["test"]["top1"]
+    assert (tmp_path / "data_efficiency.png").exists() and "## Data efficiency" in (tmp_path / "report.md").read_text()
