@@ -80,17 +80,18 @@ def test_label_to_key_forms():
     assert label_to_key("x", package="amssymb", encoding="T1") == "amssymb-T1-x"
 
 
-def test_labels_starting_with_underscore_survive_sql_or_are_refused(tmp_path):
+@pytest.mark.parametrize("label", ["_", "_x"])
+def test_labels_starting_with_underscore_are_refused_by_sql_and_write_nothing(tmp_path, label):
+    """A label starting with '_' (which a detexify key would read back as a backslash) is refused by .sql with a ValueError naming it, and no file is written."""
     b = DatasetBuilder()
-    b.add([np.array([[1.0, 2.0]])], "_")
-    b.add([np.array([[3.0, 4.0]])], "_x")
+    b.add([np.array([[1.0, 2.0]])], "a")
+    b.add([np.array([[3.0, 4.0]])], label)
     ds = b.build()
-    try:
+    with pytest.raises(ValueError, match=rf"label {label!r} starts with '_'.*rename the class"):
         ds.save(tmp_path / "u.sql")
-    except ValueError:
-        return  # refusing an unrepresentable label is fine too
-    back = strokes.load(tmp_path / "u.sql", progress=False)
-    assert back.vocab == ds.vocab
+    assert list(tmp_path.iterdir()) == []  # refused before the atomic write began: no file, no temporary
+    ds.save(tmp_path / "u.npz")  # the formats that can hold it still do
+    assert strokes.load(tmp_path / "u.npz").vocab == ds.vocab
 
 
 # ------------------------------------------------------------------ the dump
@@ -581,3 +582,66 @@ def test_worker_processes_give_the_same_dataset(tmp_path, monkeypatch):
     assert len(two.skipped) == 2 and two.info["records_in"] == len(two) + 2
     with pytest.raises(ValueError, match="workers"):
         det.load_detexify_sql(p, workers=0)
+
+
+# ------------------------------------------------------------------ damage found by fuzzing
+def test_dump_errors_name_the_file(tmp_path):
+    """A dump with no COPY block, a truncated one, or an undecodable column name raises a ValueError naming the file."""
+    nocopy = tmp_path / "nocopy.sql"
+    nocopy.write_bytes(b"\x00garbage\n")
+    with pytest.raises(ValueError, match="no 'COPY samples") as info:
+        load_detexify_sql(nocopy, progress=False)
+    assert str(nocopy) in str(info.value)
+    trunc = tmp_path / "trunc.sql"
+    trunc.write_text(dump_text(GOOD_ROWS[:2], end=False))
+    with pytest.raises(ValueError, match="truncated") as info:
+        load_detexify_sql(trunc, progress=False)
+    assert str(trunc) in str(info.value)
+    cols = tmp_path / "cols.sql"
+    cols.write_bytes(dump_text(GOOD_ROWS).encode().replace(b"(id, key, strokes)", b"(id, k\xffey, strokes)"))
+    with pytest.raises(ValueError, match=r"lacks column.*key") as info:
+        load_detexify_sql(cols, progress=False)
+    assert str(cols) in str(info.value)
+
+
+def test_dump_deeply_nested_strokes_are_skipped(tmp_path):
+    """Strokes JSON nested deeper than the parser can go (RecursionError) is a skipped row, not a crash."""
+    p = tmp_path / "deep.sql"
+    p.write_text(dump_text([row("1", "latex2e-OT1-a", "[" * 100_000 + "]" * 100_000), row("2", "latex2e-OT1-b", "[[[1,2]]]")]))
+    ds = load_detexify_sql(p, progress=False)
+    assert ds.sources() == ["id 2"]
+    assert [(s.source, s.reason) for s in ds.skipped] == [("id 1", "strokes is JSON nested too deeply to read")]
+    assert ds.info["records_in"] == 2 == len(ds) + len(ds.skipped)
+
+
+@pytest.mark.parametrize(
+    "strokes_json",
+    [
+        "[[[1" + "0" * 39 + ".5,2]]]",  # digits and a point only: the fast parser reads it (as 1e39, inf in float32)
+        "[[[1" + "0" * 20 + ".0,2]]]",  # the fast parser again: 1e20 fits float32, but is past the cap
+        "[[[1e39,2],[3,4]]]",  # an exponent: the slow path
+        '[[{"x": 1, "y": -1e300}]]',  # dicts: the slow path
+    ],
+)
+def test_dump_coordinates_beyond_the_cap_are_skipped(tmp_path, strokes_json):
+    """An x or y beyond ±1e15 (as_ink's cap) skips its row on either parser path, never loading as inf; 1e15 itself loads."""
+    p = tmp_path / "big.sql"
+    p.write_text(dump_text([row("1", "latex2e-OT1-a", strokes_json), row("2", "latex2e-OT1-b", "[[[1000000000000000,1]]]")]))
+    ds = load_detexify_sql(p, progress=False)
+    assert ds.sources() == ["id 2"]
+    np.testing.assert_array_equal(ds[0].strokes[0], np.float32([[1e15, 1]]))
+    assert [s.source for s in ds.skipped] == ["id 1"] and "beyond" in ds.skipped[0].reason
+    assert ds.info["records_in"] == 2
+
+
+def test_couchdb_too_deep_and_too_large(tmp_path):
+    """CouchDB JSON nested too deeply is a ValueError naming the file; a doc with coordinates beyond the cap is skipped."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="nested too deeply") as info:
+        load_couchdb_json(deep, progress=False)
+    assert str(deep) in str(info.value)
+    docs = [{"_id": "big", "id": "latex2e-OT1-a", "data": [[[1e39, 2]]]}, {"_id": "ok", "id": "latex2e-OT1-a", "data": [[[1, 2]]]}]
+    ds = load_couchdb_json(write_json(tmp_path / "big.json", {"docs": docs}), progress=False)
+    assert ds.sources() == ["doc ok"] and [s.source for s in ds.skipped] == ["doc big"]
+    assert "beyond" in ds.skipped[0].reason and np.isfinite(ds.xy).all()

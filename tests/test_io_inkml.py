@@ -365,3 +365,48 @@ def test_directory_without_inkml_and_missing_path(tmp_path):
         load_inkml(tmp_path / "missing", progress=False)
     with pytest.raises(FileNotFoundError):
         strokes.load(tmp_path / "missing.inkml")
+
+
+# ------------------------------------------------------------------ damage found by fuzzing
+@pytest.mark.parametrize("encoding", ["UTF-9", "utf-32", "hex"])
+def test_unusable_declared_encoding_skips_only_that_file(tmp_path, encoding):
+    """A file whose XML declaration names an unknown or unsupported encoding is skipped with a reason; the others load."""
+    write(tmp_path / "good.inkml", GOOD)
+    write(tmp_path / "empty.inkml", "")
+    (tmp_path / "enc.inkml").write_bytes(GOOD.replace("UTF-8", encoding).encode())
+    ds = strokes.load(tmp_path, progress=False)
+    assert ds.label_names() == ["x", "+", "1"]
+    reasons = {s.source: s.reason for s in ds.skipped}
+    assert set(reasons) == {"enc.inkml", "empty.inkml"}
+    assert reasons["enc.inkml"].startswith("cannot decode the XML (")
+    assert reasons["empty.inkml"] == "empty file (0 bytes)"  # its own reason, not the decoding one
+    assert ds.info["files_in"] == 3 and ds.info["files_skipped"] == 2
+
+
+def test_trace_lacking_the_x_or_y_column_skips_only_its_symbol(tmp_path):
+    """With X, Y declared after another channel, a trace of only two values per point skips its symbol instead of crashing."""
+    doc = ink_doc(
+        {"0": "9 1 2, 9 3 4", "1": "1 2, 3 4"},
+        [("ok", "a", ["0"]), ("narrow", "b", ["1"])],
+        fmt=channels("F", "X", "Y"),
+    )
+    ds = strokes.load(write(tmp_path / "n.inkml", doc), progress=False)
+    assert ds.label_names() == ["a"]
+    np.testing.assert_array_equal(ds[0].strokes[0], [[1, 2], [3, 4]])
+    assert [s.source for s in ds.skipped] == ["n.inkml#narrow"]
+    assert "puts X and Y at positions 1 and 2" in ds.skipped[0].reason
+    assert ds.info["symbols_in"] == 2 == len(ds) + ds.info["symbols_skipped"]
+
+
+def test_coordinates_beyond_the_cap_skip_the_symbol(tmp_path):
+    """An x or y beyond ±1e15 (as_ink's cap; past float32 it would load as inf) skips its symbol; 1e15 itself loads."""
+    doc = ink_doc(
+        {"0": "1e39 2, 3 4", "1": "5 -1e300", "2": "1e20 6", "3": "1e15 -1e15"},
+        [("f32", "a", ["0"]), ("f64", "b", ["1"]), ("cap", "c", ["2"]), ("ok", "d", ["3"])],
+    )
+    ds = strokes.load(write(tmp_path / "big.inkml", doc), progress=False)
+    assert ds.label_names() == ["d"]
+    np.testing.assert_array_equal(ds[0].strokes[0], np.float32([[1e15, -1e15]]))
+    assert [s.source for s in ds.skipped] == ["big.inkml#f32", "big.inkml#f64", "big.inkml#cap"]
+    assert all("beyond ±1e+15" in s.reason for s in ds.skipped)
+    assert ds.info["symbols_in"] == 4 == len(ds) + ds.info["symbols_skipped"]

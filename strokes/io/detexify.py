@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .._util import atomic_write, tqdm_disable
 from ..dataset import DatasetBuilder, StrokeDataset
-from ..ink import DEFAULT_MAX_POINTS, InkError, as_ink
+from ..ink import DEFAULT_MAX_POINTS, MAX_COORDINATE, InkError, as_ink
 from ._pointsjson import ParsedRows, parse_rows
 
 log = logging.getLogger(__name__)
@@ -111,16 +111,17 @@ def _escape_copy(text: str) -> str:
 _COPY_RE = re.compile(rb"^COPY\s+(?:(\"?[\w$]+\"?)\.)?(\"?[\w$]+\"?)\s*\(([^)]*)\)\s+FROM\s+stdin", re.I)
 
 
-def _find_copy(fh: BinaryIO, table: str = DEFAULT_TABLE) -> tuple[int, list[str]]:
+def _find_copy(fh: BinaryIO, table: str = DEFAULT_TABLE, source: str = "the dump") -> tuple[int, list[str]]:
     """Read up to the ``COPY table (...) FROM stdin;`` line; return its line number and columns."""
     lineno = 0
     for line in fh:
         lineno += 1
         m = _COPY_RE.match(line)
         if m and m.group(2).strip(b'"').decode() == table:
-            return lineno, [c.strip().strip('"') for c in m.group(3).decode().split(",")]
+            cols = m.group(3).decode("utf-8", errors="replace")  # a damaged name then fails the column check
+            return lineno, [c.strip().strip('"') for c in cols.split(",")]
     raise ValueError(
-        f"no 'COPY {table} (...) FROM stdin;' block found; is this a detexify PostgreSQL dump? "
+        f"{source}: no 'COPY {table} (...) FROM stdin;' block found; is this a detexify PostgreSQL dump? "
         "(pass table= if the table has another name)"
     )
 
@@ -160,7 +161,11 @@ def prepare_rows(sources, keys, strokes, max_points: int = DEFAULT_MAX_POINTS, s
     ok = parsed.ok
     if ok.any():  # the point cap holds on the fast path too: over-long rows go the slow way
         row_start = np.r_[0, np.cumsum(parsed.row_nstrokes)[:-1]]
-        over = np.add.reduceat(parsed.stroke_lengths, row_start) > max_points
+        row_points = np.add.reduceat(parsed.stroke_lengths, row_start)
+        over = row_points > max_points
+        big = np.abs(parsed.xy).max(axis=1) > MAX_COORDINATE  # and rows as_ink refuses (past the float32 range too)
+        if big.any():
+            over |= np.bincount(np.repeat(np.arange(len(row_points)), row_points)[big], minlength=len(row_points)) > 0
         if over.any():
             ok = ok.copy()
             ok[np.flatnonzero(ok)[over]] = False
@@ -278,6 +283,9 @@ class RowParser:
         except (ValueError, UnicodeDecodeError) as exc:
             self.builder.skip(source, f"strokes is not valid JSON ({exc})")
             return
+        except RecursionError:
+            self.builder.skip(source, "strokes is JSON nested too deeply to read")
+            return
         if isinstance(data, list):  # a stroke mixing [x, y, t] and [x, y] points keeps x, y
             data = [
                 [p[:2] for p in s]
@@ -311,7 +319,9 @@ def _end_line(data: bytes, at_eof: bool = False) -> int:
         start = line_at + 2  # "\\." starting a longer line: not the end marker
 
 
-def _copy_blocks(fh: BinaryIO, first_lineno: int, limit: int | None, bar) -> Iterator[tuple[bytes, int]]:
+def _copy_blocks(
+    fh: BinaryIO, first_lineno: int, limit: int | None, bar, source: str = "the dump"
+) -> Iterator[tuple[bytes, int]]:
     """Yield ``(block, lineno)``: ~1 MiB of whole COPY lines at a time, up to the ``\\.`` line."""
     rest, lineno, left = b"", first_lineno, limit
     done = False
@@ -327,7 +337,7 @@ def _copy_blocks(fh: BinaryIO, first_lineno: int, limit: int | None, bar) -> Ite
             block, rest = data, b""
             end_at = _end_line(block, at_eof=True)
             if end_at < 0:
-                raise ValueError("COPY block does not end with '\\.' (the dump is truncated)")
+                raise ValueError(f"{source}: COPY block does not end with '\\.' (the dump is truncated)")
         if end_at >= 0:
             block, done = block[:end_at], True
         if left is not None:  # limit: stop after that many rows
@@ -372,12 +382,12 @@ def load_detexify_sql(
     with open(path, "rb") as fh, tqdm(
         total=size, unit="B", unit_scale=True, desc="dump", disable=tqdm_disable(progress)
     ) as bar:
-        lineno, names = _find_copy(fh, table)
+        lineno, names = _find_copy(fh, table, str(path))
         missing = {"id", "key", "strokes"} - set(names)
         if missing:
             raise ValueError(f"table {table!r} in {path} lacks column(s) {sorted(missing)}; it has {names}")
         cols = (names.index("id"), names.index("key"), names.index("strokes"), len(names))
-        blocks = _copy_blocks(fh, lineno + 1, limit, bar)
+        blocks = _copy_blocks(fh, lineno + 1, limit, bar, str(path))
         if workers == 1:
             for block, first in blocks:
                 parser.apply(_prepare_copy_block(block, first, cols, max_points))
@@ -504,6 +514,8 @@ def load_couchdb_json(
             doc = json.load(fh)
     except ValueError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to read") from None
     if isinstance(doc, dict) and "rows" in doc:
         docs = [r.get("doc", r) if isinstance(r, dict) else r for r in doc["rows"]]
     elif isinstance(doc, dict) and "docs" in doc:

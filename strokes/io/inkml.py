@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .._util import tqdm_disable
 from ..dataset import DatasetBuilder, StrokeDataset
+from ..ink import MAX_COORDINATE
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,14 @@ def parse_inkml_file(path, source: str | None = None):
         if os.path.getsize(path) == 0:
             raise InkmlError("empty file (0 bytes)")
         root = ET.parse(path).getroot()
+    except InkmlError:
+        raise
     except ET.ParseError as exc:
         raise InkmlError(f"malformed XML ({exc}); the file is probably truncated") from None
     except OSError as exc:
         raise InkmlError(f"cannot read file ({exc.strerror})") from None
+    except (LookupError, ValueError) as exc:  # the XML declaration names an unknown or unsupported encoding
+        raise InkmlError(f"cannot decode the XML ({exc})") from None
     if _local(root.tag) != "ink":
         raise InkmlError(f"root element is <{_local(root.tag)}>, not <ink>")
 
@@ -136,6 +141,13 @@ def parse_inkml_file(path, source: str | None = None):
             why = "; ".join(bad_traces.get(r, "no such trace") for r in missing)
             problems.append((where, f"traceView refers to unreadable trace(s) {missing}: {why}"))
             continue
+        narrow = [r for r in refs if arrays[r].shape[1] <= max(ix, iy)]
+        if narrow:  # a trace whose width disagrees with the channels (read point by point) may lack X or Y
+            problems.append(
+                (where, f"trace(s) {narrow} hold {arrays[narrow[0]].shape[1]} value(s) per point, but the traceFormat "
+                        f"{channels} puts X and Y at positions {ix} and {iy}")
+            )
+            continue
         strokes = []
         for r in refs:
             a = arrays[r]
@@ -148,6 +160,9 @@ def parse_inkml_file(path, source: str | None = None):
             continue
         if not all(np.isfinite(s).all() for s in strokes):
             problems.append((where, "symbol has non-finite coordinates"))
+            continue
+        if any(np.abs(s[:, :2]).max() > MAX_COORDINATE for s in strokes):  # as as_ink: past float32, they would load as inf
+            problems.append((where, f"symbol has x or y beyond ±{MAX_COORDINATE:.0e}; no pen or screen writes there"))
             continue
         if len({s.shape[1] for s in strokes}) > 1:
             strokes = [s[:, :2] for s in strokes]

@@ -8,6 +8,7 @@ variables (``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGDATABASE``, ...).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import re
@@ -76,6 +77,7 @@ def load_postgres(
     ``json``, ``jsonb`` or ``text``: they are read as text and parsed by the same
     vectorized parser as the dump. Bad rows are skipped and reported.
     """
+    import psycopg2
     from psycopg2 import sql
 
     if len(columns) != 3:
@@ -84,9 +86,11 @@ def load_postgres(
     cid, ckey, cstrokes = (sql.Identifier(c) for c in columns)
     limit_sql = sql.SQL(" LIMIT {}").format(sql.Literal(int(limit))) if limit is not None else sql.SQL("")
     conn = connect(dsn)
+    where = _where(dsn)
     if builder is None:  # a StoreWriter streams the rows to disk instead
-        builder = DatasetBuilder(name=f"{redact_dsn(dsn or '(PG* environment)')} table {table}")
+        builder = DatasetBuilder(name=f"{where} table {table}")
     parser = RowParser(builder, key_style=key_style, max_points=max_points)
+    total = None
     try:
         with conn.cursor() as cur:
             cur.execute(sql.SQL("SELECT count(*) FROM {}").format(tbl))
@@ -112,10 +116,29 @@ def load_postgres(
                     [None if r[2] is None else r[2].encode() for r in rows],
                 )
                 bar.update(len(rows))
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        if not conn.closed:  # the server refused something (a timeout, a cancel): not a lost connection
+            raise
+        of = "" if total is None else f" of {total}"
+        raise ConnectionError(
+            f"PostgreSQL connection to {where} lost after {parser.rows_in}{of} rows of table {table!r} were read "
+            f"({_reason(exc)}); nothing was loaded: load again once the server is back"
+        ) from exc
     finally:
         conn.close()
     info = {"format": "postgres", "records_in": parser.rows_in, "unit": "rows", "table": table}
     return _finish(builder, info)
+
+
+def _where(dsn: str | None) -> str:
+    """The server, for messages: the DSN without its password."""
+    return redact_dsn(dsn) if dsn else "(PG* environment)"
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a driver error (libpq's messages run on over several lines)."""
+    text = str(exc).strip()
+    return redact_dsn(text.splitlines()[0]) if text else type(exc).__name__
 
 
 class _CopyStream(io.RawIOBase):
@@ -126,6 +149,7 @@ class _CopyStream(io.RawIOBase):
         self._buf = b""
         self._bar = bar
         self.error: Exception | None = None  # what broke the stream, re-raised after COPY aborts
+        self.rows = 0  # rows handed to the driver so far (whole COPY lines)
 
     def readable(self):
         return True
@@ -150,6 +174,7 @@ class _CopyStream(io.RawIOBase):
             out, self._buf = self._buf, b""
         else:
             out, self._buf = self._buf[:size], self._buf[size:]
+        self.rows += out.count(b"\n")
         return out
 
     def readline(self, size=-1):
@@ -158,6 +183,7 @@ class _CopyStream(io.RawIOBase):
         i = self._buf.find(b"\n")
         i = len(self._buf) if i < 0 else i + 1
         out, self._buf = self._buf[:i], self._buf[i:]
+        self.rows += out.count(b"\n")
         return out
 
 
@@ -175,6 +201,50 @@ def _create_table(cur, table: str, columns, replace: bool) -> None:
     )
 
 
+def _copy_in(conn, dsn: str | None, table: str, names, stream: _CopyStream, replace: bool, what: str) -> int:
+    """Create ``table`` and COPY ``stream`` into it, in one transaction: all rows or none; return the count.
+
+    A dump that breaks re-raises its own error; a connection lost before the
+    commit is a ConnectionError saying that nothing was written (the server
+    rolls back a transaction whose connection is gone); one lost during the
+    commit says that the outcome is unknown.
+    """
+    import psycopg2
+    from psycopg2 import sql
+
+    where = _where(dsn)
+    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        _table_ident(table), sql.SQL(", ").join(sql.Identifier(c) for c in names)
+    )
+    try:
+        with conn.cursor() as cur:
+            _create_table(cur, table, DEFAULT_COLUMNS, replace)
+            cur.copy_expert(copy.as_string(conn), stream, size=1 << 20)
+            count = cur.rowcount
+    except Exception as exc:
+        if not conn.closed:
+            with contextlib.suppress(psycopg2.Error):  # a failed rollback must not hide why COPY failed
+                conn.rollback()
+        if stream.error is not None:  # the dump broke, not the server: say why
+            raise stream.error from None
+        if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and conn.closed:
+            raise ConnectionError(
+                f"PostgreSQL connection to {where} lost during {what} into table {table!r}, after {stream.rows} "
+                f"rows were sent ({_reason(exc)}); the transaction was rolled back: no rows were written"
+            ) from exc
+        raise
+    try:
+        conn.commit()
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        if not conn.closed:
+            raise
+        raise ConnectionError(
+            f"PostgreSQL connection to {where} lost while committing {what} ({count} rows) into table {table!r} "
+            f"({_reason(exc)}); whether the rows were written is unknown: check the table"
+        ) from exc
+    return count
+
+
 def copy_dump_to_postgres(
     dump,
     dsn: str | None = None,
@@ -187,30 +257,18 @@ def copy_dump_to_postgres(
     """Stream a detexify dump's COPY block into ``table`` with COPY; return the row count.
 
     Creates the table when missing; ``replace=True`` drops it first. The whole
-    load is one transaction: on error nothing is written.
+    load is one transaction: on error (a broken dump, a lost connection)
+    nothing is written.
     """
-    from psycopg2 import sql
-
     dump = Path(dump)
     conn = connect(dsn)
     try:
         with open(dump, "rb") as fh, tqdm(
             total=dump.stat().st_size, unit="B", unit_scale=True, desc="COPY", disable=tqdm_disable(progress)
         ) as bar:
-            lineno, names = _find_copy(fh, dump_table)
-            with conn, conn.cursor() as cur:
-                _create_table(cur, table, DEFAULT_COLUMNS, replace)
-                stream = _CopyStream(block for block, _ in _copy_blocks(fh, lineno + 1, None, bar))
-                copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                    _table_ident(table), sql.SQL(", ").join(sql.Identifier(c) for c in names)
-                )
-                try:
-                    cur.copy_expert(copy.as_string(conn), stream, size=1 << 20)
-                except Exception:
-                    if stream.error is not None:  # the dump broke, not the server: say why
-                        raise stream.error from None
-                    raise
-                count = cur.rowcount
+            lineno, names = _find_copy(fh, dump_table, str(dump))
+            stream = _CopyStream(block for block, _ in _copy_blocks(fh, lineno + 1, None, bar, str(dump)))
+            count = _copy_in(conn, dsn, table, names, stream, replace, f"the COPY of {dump}")
     finally:
         conn.close()
     log.info("COPY loaded %d rows from %s into %s", count, dump, table)
@@ -218,18 +276,11 @@ def copy_dump_to_postgres(
 
 
 def save_postgres(ds: StrokeDataset, dsn: str | None = None, *, table: str = DEFAULT_TABLE, replace: bool = False) -> int:
-    """Write a dataset into a detexify-shaped table with COPY; return the row count."""
-    from psycopg2 import sql
-
+    """Write a dataset into a detexify-shaped table with COPY, in one transaction; return the row count."""
     blocks = copy_rows(ds)  # checks the labels before connecting
     conn = connect(dsn)
     try:
-        with conn, conn.cursor() as cur:
-            _create_table(cur, table, DEFAULT_COLUMNS, replace)
-            copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                _table_ident(table), sql.SQL(", ").join(sql.Identifier(c) for c in DEFAULT_COLUMNS)
-            )
-            cur.copy_expert(copy.as_string(conn), _CopyStream(b.encode() for b in blocks), size=1 << 20)
-            return cur.rowcount
+        stream = _CopyStream(b.encode() for b in blocks)
+        return _copy_in(conn, dsn, table, DEFAULT_COLUMNS, stream, replace, f"the COPY of dataset {ds.name!r}")
     finally:
         conn.close()
