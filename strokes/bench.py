@@ -776,10 +776,15 @@ def _check_manifest(out: Path, settings: dict) -> None:
             json.dump({"settings": settings}, fh, indent=1)
 
 
-def run_bench(ds, config: BenchConfig, out_dir=None, *, command: str | None = None, progress: bool | None = None) -> dict:
+def run_bench(
+    ds, config: BenchConfig, out_dir=None, *, command: str | None = None, progress: bool | None = None, report_only: bool = False
+) -> dict:
     """Run the benchmark matrix on ``ds`` and write the report into ``out_dir``.
 
     Finished cells found in ``out_dir`` (same settings, same data) are reused.
+    With ``report_only`` nothing is trained: the report covers the finished cells
+    and names the ones still to run (``results["pending_cells"]``), so a run that
+    spans sessions can publish what it has.
     Returns the results (the content of ``results.json``).
     """
     import torch
@@ -846,7 +851,7 @@ def run_bench(ds, config: BenchConfig, out_dir=None, *, command: str | None = No
 
     # decided once, before any cell runs, so that every DDP rank skips the same cells
     done = {_cell_name(m, sid): finished(_cell_name(m, sid)) for m, _, sid, _ in cells}
-    records, reused = [], 0
+    records, reused, pending = [], 0, []
     started = time.perf_counter()
     bar = tqdm(cells, desc="bench", unit="cell", disable=tqdm_disable(progress) or not dist_info.is_main)
     for model_name, seed, sid, sp in bar:
@@ -867,6 +872,9 @@ def run_bench(ds, config: BenchConfig, out_dir=None, *, command: str | None = No
             records.append(rec)
             reused += 1
             continue
+        if report_only:
+            pending.append(name)
+            continue
         cell_dir = out / "cells" / name
         t0 = time.perf_counter()
         rec = run_cell(ds, model_name, seed, sid, sp, config, cell_dir, progress=False if progress is False or not dist_info.is_main else None)
@@ -883,6 +891,8 @@ def run_bench(ds, config: BenchConfig, out_dir=None, *, command: str | None = No
             name, rec["test"]["top1"], rec["test"]["top5"], rec["train_seconds"], rec["latency"]["p50_ms"],
         )
     bar.close()
+    if report_only and not records:
+        raise ValueError(f"{out} has no finished cells to report yet; run without --report-only first")
     if not dist_info.is_main:
         return {"out_dir": str(out), "rank": dist_info.rank}
     if reused:
@@ -901,6 +911,7 @@ def run_bench(ds, config: BenchConfig, out_dir=None, *, command: str | None = No
         "skipped_models": skipped_models,
         "cells": records,
         "cells_reused": reused,
+        "pending_cells": pending,
         "run_seconds": time.perf_counter() - started,
         "finished": _dt.datetime.now().isoformat(timespec="seconds"),
     }

@@ -683,6 +683,13 @@ def render_report(results: dict, image_prefix: str = "") -> str:
         f"cell time (training, evaluation and measurements); this invocation took {results['run_seconds']:.0f} s"
         + (f" ({results['cells_reused']} reused from an earlier, interrupted run)" if results.get("cells_reused") else "")
         + ".",
+        *(
+            [f"- **Not finished yet:** {len(results['pending_cells'])} cell(s) still to run "
+             f"({', '.join(f'`{c}`' for c in results['pending_cells'])}); this report covers the finished ones. "
+             "The same command again (without `--report-only`) runs them."]
+            if results.get("pending_cells")
+            else []
+        ),
         "",
         "## Results",
         "",

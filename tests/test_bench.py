@@ -519,3 +519,17 @@ def test_data_efficiency_report(data, tmp_path):
     full = next(c for c in results["cells"] if c["train_fraction"] == 1.0)
     assert summary["cells"] == 1 and summary["top1_mean"] == full["test"]["top1"]
     assert (tmp_path / "data_efficiency.png").exists() and "## Data efficiency" in (tmp_path / "report.md").read_text()
+
+
+def test_report_only_covers_finished_cells_and_names_the_rest(data, tmp_path):
+    """report_only trains nothing: it reports the finished cells and lists the pending ones."""
+    cfg = _config(models=("lenet5",), seeds=2, probes=())
+    run_bench(data, cfg, tmp_path, progress=False)
+    (tmp_path / "cells" / "lenet5__s1.json").unlink()
+    before = sorted(p.name for p in (tmp_path / "cells").iterdir())
+    results = run_bench(data, cfg, tmp_path, progress=False, report_only=True)
+    assert results["pending_cells"] == ["lenet5__s1"] and [c["cell"] for c in results["cells"]] == ["lenet5__s0"]
+    assert sorted(p.name for p in (tmp_path / "cells").iterdir()) == before  # nothing trained or written
+    assert "Not finished yet" in (tmp_path / "report.md").read_text()
+    with pytest.raises(ValueError, match="no finished cells"):
+        run_bench(data, cfg, tmp_path / "empty", progress=False, report_only=True)
