@@ -56,6 +56,13 @@ def check_int_tuple(name: str, value, minimum: int = 1) -> tuple[int, ...]:
     return tuple(check_int(f"{name}[{i}]", v, minimum) for i, v in enumerate(value))
 
 
+def check_weight(name: str, value) -> float:
+    """``value`` as a finite float ``>= 0`` (a loss weight; 0 = off); ValueError otherwise (bools are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 # --------------------------------------------------------------------------- input checks
 
 

@@ -28,6 +28,26 @@ Speed without changing the recipe:
 On CUDA the trainer also uses pinned host memory, ``cudnn.benchmark`` and
 optionally ``torch.compile``; rendering and augmentation run on the GPU since
 the ink lives there.
+
+Beyond plain cross-entropy (issue 15), see :func:`training_loss`:
+
+* Auxiliary branch losses. A model with a ``training_outputs(points, lengths,
+  image) -> (logits, [aux logits, ...])`` method and an ``aux_weight`` > 0 (the
+  ``fusion`` model with ``model_options={"aux_weight": ...}``) trains on
+  ``loss(main) + aux_weight * mean(loss(aux_i))``, with the same label smoothing.
+  Train accuracy, validation, test and checkpoints use the main head only.
+* Distillation (``distill_from``: teacher checkpoints). The teachers, in eval
+  mode and without gradients, score the very batch the student trains on; their
+  log-probabilities are averaged (weighted by ``distill_weights``) and the loss
+  of the main head is ``(1 - alpha) * CE(student, labels) + alpha * T^2 *
+  KL(softmax(teacher / T) || softmax(student / T))``. Teachers must share the
+  student's vocabulary (same order) and normalization pipeline, and image-reading
+  teachers its render config. When a teacher reads an input the student does not
+  (an image teacher for a sequence student, say), batches are built with both
+  the points and the image, and each model is passed only what it reads.
+
+``train_loss`` in the history is the whole objective (auxiliary and distillation
+terms included); ``train_top1`` is the main head's.
 """
 
 from __future__ import annotations
@@ -36,6 +56,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +78,11 @@ __all__ = [
     "evaluate_logits",
     "topk_accuracy",
     "checkpoint_split",
+    "training_loss",
+    "distillation_loss",
+    "teacher_log_probs",
+    "batch_input_kind",
+    "inputs_for",
 ]
 
 #: Models with fewer parameters that render images get a DataLoader worker by default (``workers=None``).
@@ -96,7 +122,10 @@ class TrainConfig:
     eval_batch_size: int = 1024  # samples per evaluation batch
     max_train_samples: int | None = None  # use a random subset of the training split (quick runs)
     time_budget: float | None = None  # seconds of training (validation excluded); None = epochs only
-
+    distill_from: list | None = None  # teacher checkpoint paths to distill from (their log-probs averaged); None = off
+    distill_weights: list | None = None  # one weight > 0 per teacher for that average; None = equal weights
+    distill_alpha: float = 0.5  # weight of the distillation term: (1 - alpha) * CE + alpha * T^2 * KL
+    distill_temperature: float = 2.0  # softmax temperature T of teacher and student in the distillation term
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -115,6 +144,36 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0):
             raise ValueError(f"workers must be an int >= 0 or None (auto), got {self.workers!r}")
+        self._check_distillation()
+
+    def _check_distillation(self) -> None:
+        """Validate (and normalize to JSON-able lists) the ``distill_*`` fields."""
+
+        def number(v) -> bool:
+            return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+        teachers = self.distill_from
+        if teachers is not None:
+            if isinstance(teachers, (str, bytes, os.PathLike)) or not isinstance(teachers, (list, tuple)) or not teachers:
+                raise ValueError(f"distill_from must be a non-empty list of teacher checkpoint paths, or None; got {teachers!r}")
+            paths = [os.fspath(t) if isinstance(t, os.PathLike) else t for t in teachers]
+            bad = [t for t in paths if not isinstance(t, str) or not t]
+            if bad:
+                raise ValueError(f"distill_from must hold checkpoint paths (non-empty strings), got {bad[0]!r}")
+            self.distill_from = paths
+        weights = self.distill_weights
+        if weights is not None:
+            if teachers is None:
+                raise ValueError("distill_weights weighs the teachers of distill_from, which is not set")
+            if isinstance(weights, (str, bytes)) or not isinstance(weights, (list, tuple)) or len(weights) != len(teachers):
+                raise ValueError(f"distill_weights must be a list of {len(teachers)} weight(s), one per teacher in distill_from; got {weights!r}")
+            if not all(number(w) and w > 0 for w in weights):
+                raise ValueError(f"distill_weights must be finite numbers > 0, got {list(weights)!r}")
+            self.distill_weights = [float(w) for w in weights]
+        if not (number(self.distill_alpha) and 0 <= self.distill_alpha <= 1):
+            raise ValueError(f"distill_alpha must be a number in [0, 1], got {self.distill_alpha!r}")
+        if not (number(self.distill_temperature) and self.distill_temperature > 0):
+            raise ValueError(f"distill_temperature must be a finite number > 0, got {self.distill_temperature!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -273,6 +332,151 @@ def topk_accuracy(logits, labels, ks=(1, 5)) -> dict[str, float]:
     return {f"top{k}": float(hit[:, : min(k, k_max)].any(1).float().mean()) if len(labels) else math.nan for k in ks}
 
 
+#: The ``forward`` keyword arguments a model of each input kind reads.
+_KIND_INPUTS = {"sequence": ("points", "lengths"), "image": ("image",), "both": ("points", "lengths", "image")}
+
+
+def batch_input_kind(kinds) -> str:
+    """The input kind of batches that feed models of all ``kinds``: ``"both"`` when some read points and some images."""
+    kinds = set(kinds)
+    unknown = kinds - set(_KIND_INPUTS)
+    if unknown or not kinds:
+        raise ValueError(f"input kinds must be some of {tuple(_KIND_INPUTS)}, got {sorted(kinds)}")
+    points = bool(kinds & {"sequence", "both"})
+    image = bool(kinds & {"image", "both"})
+    return "both" if points and image else ("sequence" if points else "image")
+
+
+def inputs_for(input_kind: str, inputs: dict) -> dict:
+    """The part of batch ``inputs`` (``forward`` keyword arguments) that a model taking ``input_kind`` reads."""
+    if input_kind not in _KIND_INPUTS:
+        raise ValueError(f"input_kind must be one of {tuple(_KIND_INPUTS)}, got {input_kind!r}")
+    missing = [k for k in _KIND_INPUTS[input_kind] if k not in inputs]
+    if missing:
+        raise ValueError(f"a model taking {input_kind!r} input needs {', '.join(missing)}, which the batch lacks")
+    return {k: inputs[k] for k in _KIND_INPUTS[input_kind]}
+
+
+def teacher_log_probs(teacher_logits, weights=None):
+    """The teachers' ensemble as log-probabilities ``(B, K)``.
+
+    The weighted mean of each teacher's log-softmax (``weights``: one number > 0
+    per teacher, normalized to sum 1; None = equal), renormalized: the weighted
+    geometric mean of their distributions.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    teacher_logits = list(teacher_logits)
+    if not teacher_logits:
+        raise ValueError("teacher_log_probs needs the logits of at least one teacher")
+    shapes = {tuple(z.shape) for z in teacher_logits}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"every teacher's logits must have the same shape (B, K), got {sorted(shapes)}")
+    if weights is None:
+        weights = [1.0] * len(teacher_logits)
+    if len(weights) != len(teacher_logits) or not all(0 < float(w) < math.inf for w in weights):
+        raise ValueError(f"weights must be {len(teacher_logits)} number(s) > 0, one per teacher, got {list(weights)!r}")
+    w = torch.tensor([float(v) for v in weights], dtype=torch.float32, device=teacher_logits[0].device)  # (M,)
+    w = w / w.sum()
+    log_probs = torch.stack([F.log_softmax(z.float(), dim=1) for z in teacher_logits])  # (M, B, K)
+    mixed = (w.view(-1, 1, 1) * log_probs).sum(0)  # (B, K)
+    return F.log_softmax(mixed, dim=1)  # (B, K)
+
+
+def distillation_loss(student_logits, labels, teacher_log_probs, *, alpha: float, temperature: float, label_smoothing: float = 0.0):
+    """``(1 - alpha) * CE(student, labels) + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))``.
+
+    ``student_logits`` ``(B, K)``, ``labels`` ``(B,)``, ``teacher_log_probs`` ``(B, K)`` (logits work
+    too: only their softmax matters). CE carries ``label_smoothing``; KL is summed over classes and
+    averaged over the batch; ``T^2`` keeps the soft term's gradients on the scale of CE's (Hinton et al.).
+    """
+    import torch.nn.functional as F
+
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    if tuple(teacher_log_probs.shape) != tuple(student_logits.shape):
+        raise ValueError(
+            f"teacher and student outputs differ in shape: {tuple(teacher_log_probs.shape)} vs {tuple(student_logits.shape)}"
+        )
+    ce = F.cross_entropy(student_logits, labels, label_smoothing=label_smoothing)
+    student = F.log_softmax(student_logits / temperature, dim=1)  # (B, K)
+    teacher = F.log_softmax(teacher_log_probs.detach() / temperature, dim=1)  # (B, K)
+    kl = F.kl_div(student, teacher, reduction="batchmean", log_target=True)  # mean over B of sum_k p_t (log p_t - log p_s)
+    return (1 - alpha) * ce + alpha * temperature**2 * kl
+
+
+def training_loss(
+    logits, labels, *, aux_logits=(), aux_weight: float = 0.0, teacher_log_probs=None,
+    alpha: float = 0.5, temperature: float = 2.0, label_smoothing: float = 0.0,
+):  # fmt: skip
+    """The training objective of one batch (a scalar tensor).
+
+    The main term is ``CE(logits, labels)`` (with ``label_smoothing``), or the
+    :func:`distillation_loss` when ``teacher_log_probs`` is given. When
+    ``aux_weight`` > 0, ``aux_weight * mean(CE(aux, labels))`` over ``aux_logits``
+    (each ``(B, K)``, e.g. a fusion model's per-branch heads) is added; with
+    ``aux_weight`` 0 the auxiliary logits are ignored.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if isinstance(aux_weight, bool) or not isinstance(aux_weight, (int, float)) or not 0 <= aux_weight < math.inf:
+        raise ValueError(f"aux_weight must be a finite number >= 0, got {aux_weight!r}")
+    if teacher_log_probs is None:
+        loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    else:
+        loss = distillation_loss(
+            logits, labels, teacher_log_probs, alpha=alpha, temperature=temperature, label_smoothing=label_smoothing
+        )
+    aux_logits = list(aux_logits)
+    if aux_weight > 0 and aux_logits:
+        aux = torch.stack([F.cross_entropy(a, labels, label_smoothing=label_smoothing) for a in aux_logits])  # (A,)
+        loss = loss + aux_weight * aux.mean()
+    return loss
+
+
+def _training_outputs_module(model):
+    """``model`` as a module whose ``forward`` is ``model.training_outputs``: DDP syncs and
+    ``torch.compile`` traces only ``forward``, and the auxiliary heads must be part of it."""
+    import torch
+
+    class TrainingOutputs(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **inputs):
+            return self.inner.training_outputs(**inputs)  # (logits (B, K), [aux logits (B, K), ...])
+
+    return TrainingOutputs(model)
+
+
+def _vocab_difference(a: list, b: list) -> str:
+    """Where two vocabularies first differ, in a few words."""
+    if len(a) != len(b):
+        return f"{len(a)} vs {len(b)} labels"
+    i = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+    return f"label {i} is {a[i]!r} vs {b[i]!r}" + (" (same labels, another order)" if sorted(a) == sorted(b) else "")
+
+
+def _file_sha256(path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _plain_json(obj):
+    """``obj`` as plain JSON data (tuples -> lists), so configs compare by value."""
+    return json.loads(json.dumps(obj))
+
+
 def evaluate_logits(model, data, input_kind, render, batch_size=1024, amp_dtype=None, progress=None, channels_last=False):
     """Logits ``(N, C)`` (float32, CPU) of ``model`` on every sample of ``data`` (InkTensors)."""
     import torch
@@ -356,6 +560,12 @@ class Trainer:
 
         self.data_kind = "images" if is_image_data(ds) else "strokes"
         self.vocab = list(ds.vocab)
+        # before torch.manual_seed: building the teachers draws from the global RNG, the student must not see that
+        self.teachers = self._load_teachers(ds)
+        self.teacher_sha256 = [_file_sha256(path) for path in cfg.distill_from or []]  # which files, for the record
+        self.teacher_weights = cfg.distill_weights
+        # batches hold what the student and every teacher read; each model is passed its part (inputs_for)
+        self.batch_kind = batch_input_kind([self.input_kind, *(t.input_kind for t in self.teachers)])
 
         if given_split is None:
             sp = split(ds, mode=cfg.split, val=cfg.val, test=cfg.test, seed=cfg.seed)
@@ -401,15 +611,23 @@ class Trainer:
         self.amp_dtype = torch.bfloat16 if self.precision == "bf16" else None
         # NHWC for convolutions: the conv weights now, the images as each batch is made
         self.channels_last = bool(cfg.channels_last and self.input_kind in ("image", "both"))
+        self.batch_channels_last = bool(cfg.channels_last and self.batch_kind in ("image", "both"))
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.forward = self.model  # what steps call: the model, or its DDP / compiled wrapper
+        for t in self.teachers:
+            if self.batch_channels_last and t.input_kind in ("image", "both"):
+                t.model.to(memory_format=torch.channels_last)
+        # auxiliary losses: a model with training_outputs() and aux_weight > 0 (fusion's per-branch heads)
+        has_aux = callable(getattr(self.model, "training_outputs", None))
+        self.aux_weight = float(getattr(self.model, "aux_weight", 0.0) or 0.0) if has_aux else 0.0
+        # what steps call: the model (or its training_outputs), or its DDP / compiled wrapper
+        self.forward = _training_outputs_module(self.model) if self.aux_weight > 0 else self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             # DDP broadcasts rank 0's weights now and averages gradients in backward
             self.forward = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+                self.forward, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
         if cfg.compile:
             self.forward = torch.compile(self.forward)
@@ -453,7 +671,6 @@ class Trainer:
             return cosine((step - warmup) / max(1, total - warmup))
 
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_at)
-        self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.shuffle_gen = torch.Generator().manual_seed(cfg.seed)
         self.history: list[dict] = []
         self.epoch = 0
@@ -461,6 +678,79 @@ class Trainer:
         self.bad_epochs = 0
         if resume_ckpt is not None:
             self._restore(resume_ckpt)
+
+    def _load_teachers(self, ds) -> list:
+        """The ``distill_from`` checkpoints as :class:`LoadedModel` s on the training device, in eval mode, frozen.
+
+        Raises ``ValueError`` for a teacher whose vocabulary (labels and order) differs from the data's,
+        whose normalization pipeline differs from the student's, whose render config differs from the
+        student's while it reads images, or that cannot read this data.
+        """
+        from .batching import check_image_input
+        from .checkpoint import load_checkpoint
+
+        cfg = self.config
+        teachers = []
+        for path in cfg.distill_from or []:
+            teacher = load_checkpoint(path, device=self.device)
+            what = f"teacher {path} ({teacher.name})"
+            if teacher.vocab != self.vocab:
+                raise ValueError(
+                    f"{what} has another vocabulary than the data {ds.name}: {_vocab_difference(teacher.vocab, self.vocab)} "
+                    f"(teacher: {len(teacher.vocab)} labels, data: {len(self.vocab)}); a teacher must predict the "
+                    "student's classes in the same order: train it on this data"
+                )
+            if self.data_kind == "strokes":  # image data is not normalized, and has one render (check_image_input)
+                mine, theirs = _plain_json(self.pipeline.to_config()), _plain_json(teacher.pipeline.to_config())
+                if theirs != mine:
+                    raise ValueError(
+                        f"{what} normalizes ink with another pipeline than this run: teacher {json.dumps(theirs)}, "
+                        f"student {json.dumps(mine)}; both score the same batch, so they must share it: set the "
+                        "student's pipeline to the teacher's (TrainConfig.pipeline)"
+                    )
+                mine, theirs = _plain_json(self.render.to_config()), _plain_json(teacher.render.to_config())
+                if teacher.input_kind in ("image", "both") and theirs != mine:
+                    raise ValueError(
+                        f"{what} reads images rendered with another config than this run's: teacher {json.dumps(theirs)}, "
+                        f"student {json.dumps(mine)}; set the student's render to the teacher's (TrainConfig.render)"
+                    )
+            check_image_input(ds, teacher.input_kind, teacher.render, what)
+            teacher.model.requires_grad_(False)
+            teacher.model.eval()
+            teachers.append(teacher)
+        return teachers
+
+    def _teacher_log_probs(self, inputs: dict):
+        """The teachers' averaged log-probabilities ``(B, K)`` on batch ``inputs`` (no gradients)."""
+        import torch
+
+        with torch.no_grad():
+            logits = [t.model(**inputs_for(t.input_kind, inputs)).float() for t in self.teachers]  # M x (B, K)
+            return teacher_log_probs(logits, self.teacher_weights)
+
+    def _distill_record(self) -> dict | None:
+        """What distillation used, for the checkpoint's ``train`` dict."""
+        if not self.teachers:
+            return None
+        weights = self.teacher_weights or [1.0] * len(self.teachers)
+        total = sum(weights)
+        return {
+            "teachers": [
+                {
+                    "path": str(t.source),
+                    "sha256": sha,
+                    "model": t.name,
+                    "input_kind": t.input_kind,
+                    "weight": w / total,
+                    "val_top1": (t.metrics.get("val") or {}).get("top1"),
+                    "test_top1": (t.metrics.get("test") or {}).get("top1"),
+                }
+                for t, w, sha in zip(self.teachers, weights, self.teacher_sha256)
+            ],
+            "alpha": self.config.distill_alpha,
+            "temperature": self.config.distill_temperature,
+            "batch_inputs": self.batch_kind,
+        }
 
     def _restore(self, ckpt: dict):
         import torch
@@ -472,6 +762,15 @@ class Trainer:
             raise ValueError(f"cannot resume: checkpoint is a {ckpt['model']['name']}, config asks for {self.config.model}")
         if list(ckpt["vocab"]) != self.vocab:
             raise ValueError("cannot resume: the data's vocabulary differs from the checkpoint's")
+        used = (ckpt.get("train") or {}).get("distill_used")
+        if used and self.teachers:
+            before = [t.get("sha256") for t in used.get("teachers", [])]
+            if before != self.teacher_sha256:
+                raise ValueError(
+                    "cannot resume: the teachers of distill_from are not the files this run started with "
+                    f"(before: {[t.get('path') for t in used.get('teachers', [])]}, now: {self.config.distill_from}); "
+                    "their contents differ"
+                )
         self.model.load_state_dict(ckpt["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -521,6 +820,8 @@ class Trainer:
                 "precision_used": self.precision,
                 "channels_last_used": self.channels_last,
                 "workers_used": self.workers,
+                "aux_weight_used": self.aux_weight,
+                "distill_used": self._distill_record(),
             },
             trainer_state=state,
         )
@@ -558,7 +859,7 @@ class Trainer:
         w = self.config.workers
         if w is None:
             n_params = sum(p.numel() for p in self.model.parameters())
-            light = self.input_kind in ("image", "both") and n_params < LIGHT_MODEL_PARAMS
+            light = self.batch_kind in ("image", "both") and n_params < LIGHT_MODEL_PARAMS
             cpu = self.device.type == "cpu" and not self.dist.enabled
             return 1 if (cpu and light and self.steps_per_epoch >= 16) else 0
         if w and self.device.type != "cpu":
@@ -580,13 +881,13 @@ class Trainer:
             self.train_data,
             order,
             self.rank_batch,
-            self.input_kind,
+            self.batch_kind,
             self.render,
             augment=self.augment if self.augment.steps else None,
             seed=self.config.seed,
             epoch=self.epoch,
             rank=self.dist.rank,
-            channels_last=self.channels_last,
+            channels_last=self.batch_channels_last,
         )
         if not self.workers:
             return iter(batches[i] for i in range(len(batches)))
@@ -639,8 +940,14 @@ class Trainer:
             inputs, labels = next(batches)  # waits for a worker's batch, or prepares it here
             timer.data_done()
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                logits = self.forward(**inputs)
-                loss = self.loss_fn(logits.float(), labels)
+                out = self.forward(**inputs_for(self.input_kind, inputs))
+                logits, aux = out if self.aux_weight > 0 else (out, [])  # (B, K), [(B, K), ...]
+                teacher = self._teacher_log_probs(inputs) if self.teachers and cfg.distill_alpha > 0 else None  # (B, K)
+                loss = training_loss(
+                    logits.float(), labels, aux_logits=[a.float() for a in aux], aux_weight=self.aux_weight,
+                    teacher_log_probs=teacher, alpha=cfg.distill_alpha, temperature=cfg.distill_temperature,
+                    label_smoothing=cfg.label_smoothing,
+                )  # fmt: skip
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
