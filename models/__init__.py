@@ -9,5 +9,6 @@ Example:
 """
 
 from .registry import INPUT_KINDS, create_model, default_config, list_models, model_entry, register_model
+from . import ensemble  # noqa: F401, E402  (registers late_fusion; the other models register through models.zoo)
 
 __all__ = ["INPUT_KINDS", "create_model", "default_config", "list_models", "model_entry", "register_model"]

@@ -23,7 +23,7 @@ T = max(LENGTHS)
 EXPECTED = {
     "sequence": ["gru", "lstm", "tcn"],
     "image": ["emnist_cnn", "extexify_cnn", "lenet5", "mlp", "softmax", "vgg_gap"],
-    "both": ["fusion"],
+    "both": ["fusion", "late_fusion"],
 }
 RENDER_CHANNELS = {1: ("ink",), 3: ("ink", "order", "stroke")}
 

@@ -8,8 +8,8 @@ same data trains on the very same samples). Every trial uses the same
 training seed; only the sampled hyper-parameters differ.
 
 **Search spaces.** Every model searches the optimizer and the augmentation strength; models
-with width, depth or dropout knobs search those too (``softmax`` and
-``lenet5`` have none). A model option fixed by the caller (``--option`` /
+with width, depth or dropout knobs search those too (``softmax``,
+``lenet5`` and ``late_fusion``, whose members are trained apart, have none). A model option fixed by the caller (``--option`` /
 ``base.model_options``) is not searched. Integers are sampled as integers;
 "log" means log-uniform. The table (also printed by ``strokes tune --help``;
 :func:`format_spaces` writes it)::
@@ -30,6 +30,7 @@ with width, depth or dropout knobs search those too (``softmax`` and
     gru           hidden        32 .. 256            log     model_options.hidden
     gru           layers        1 .. 3               linear  model_options.layers
     gru           dropout       0 .. 0.5             linear  model_options.dropout
+    late_fusion   (no architecture knobs)
     lenet5        (no architecture knobs)
     lstm          hidden        32 .. 256            log     model_options.hidden
     lstm          layers        1 .. 3               linear  model_options.layers
@@ -261,6 +262,7 @@ COMMON_SPACE: tuple[Param, ...] = (
 SEARCH_SPACES: dict[str, ModelSpace] = {
     "softmax": ModelSpace(),
     "lenet5": ModelSpace(),
+    "late_fusion": ModelSpace(),  # members are trained apart, then combined (strokes.training.ensemble)
     "mlp": ModelSpace((_int("hidden", 64, 1024, 512, log=True), _dropout(0.3))),
     "emnist_cnn": ModelSpace((_int("width", 8, 64, 32, log=True), _int("hidden", 64, 512, 256, log=True), _dropout(0.28))),
     "extexify_cnn": ModelSpace(

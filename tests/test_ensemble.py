@@ -1,0 +1,302 @@
+"""Late fusion (issue 15): fitted weights, the late_fusion model, build_ensemble's checks, and the
+ensemble checkpoint through save/load, recognize, evaluate and ONNX, on tiny synthetic data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from strokes.normalize import default_pipeline
+from strokes.recognizer import recognize, recognize_batch
+from strokes.synthetic import generate
+from strokes.training.batching import dataset_tensors, make_inputs
+from strokes.training.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from strokes.training.ensemble import build_ensemble, combine_logits, fit_weights, mixture_nll, save_ensemble
+from strokes.training.evaluate import evaluate
+from strokes.training.train import TrainConfig, Trainer, checkpoint_split, evaluate_logits
+
+PIPELINE = default_pipeline(n_points=24).to_config()  # shared by both members, so they can be combined
+MEMBERS = {
+    "gru": {"proj": 16, "hidden": 32, "layers": 1, "dropout": 0.0},
+    "lenet5": {},
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return generate(n_writers=6, samples_per_writer=2, seed=1)
+
+
+@pytest.fixture(scope="module")
+def members(data, tmp_path_factory):
+    """Paths of a tiny GRU and a LeNet-5 trained on the same split with the same pipeline."""
+    out = tmp_path_factory.mktemp("members")
+    paths = []
+    for name, opts in MEMBERS.items():
+        cfg = TrainConfig(
+            model=name, model_options=opts, epochs=8, batch_size=16, lr=3e-2, device="cpu", patience=0,
+            val=0.2, test=0.2, pipeline=PIPELINE, augment=[], label_smoothing=0.0,
+        )
+        Trainer(cfg, out / name, progress=False).fit(data)
+        paths.append(out / name / "best.pt")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def ensemble(members, data, tmp_path_factory):
+    """(checkpoint dict, saved path) of the ensemble of the two members."""
+    ckpt = build_ensemble(members, data)
+    path = save_checkpoint(ckpt, tmp_path_factory.mktemp("ensemble") / "ensemble.pt")
+    return ckpt, path
+
+
+def _val(data, members):
+    return checkpoint_split(read_checkpoint(members[0]), data).val
+
+
+def _inputs(data, idx, source):
+    """Points, lengths and image of ``data[idx]``, normalized and rendered as the checkpoint ``source`` says."""
+    loaded = load_checkpoint(source)
+    return make_inputs(dataset_tensors(data.subset(idx), loaded.pipeline), "both", loaded.render)
+
+
+def _member_val_logits(data, members):
+    idx = _val(data, members)
+    out = []
+    for path in members:
+        loaded = load_checkpoint(path)
+        tensors = dataset_tensors(data.subset(idx), loaded.pipeline)
+        out.append(evaluate_logits(loaded.model, tensors, loaded.input_kind, loaded.render))
+    return out, tensors.labels
+
+
+# --------------------------------------------------------------------------- fit_weights
+
+
+def test_fit_weights_are_valid_deterministic_and_optimal(members, data):
+    """The fitted weights lie on the simplex, repeat exactly, do not depend on the seed, and beat a fine grid."""
+    logits, labels = _member_val_logits(data, members)
+    w = fit_weights(logits, labels)
+    assert len(w) == 2 and all(v >= 0 for v in w) and sum(w) == pytest.approx(1.0, abs=1e-12)
+    assert fit_weights(logits, labels) == w
+    assert fit_weights(logits, labels, seed=7) == pytest.approx(w, abs=1e-5)
+    grid = min(mixture_nll(logits, labels, [a, 1 - a]) for a in np.linspace(0, 1, 401))
+    assert mixture_nll(logits, labels, w) <= grid + 1e-9
+
+
+def test_fit_weights_trusts_the_informative_member():
+    """A member that knows the answer gets nearly all the weight over one that guesses."""
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (400,), generator=gen)
+    good = torch.randn(400, 10, generator=gen) + 4.0 * torch.nn.functional.one_hot(labels, 10)
+    noise = 3.0 * torch.randn(400, 10, generator=gen)
+    w_good, w_noise = fit_weights([good, noise], labels)
+    assert w_good > 0.9 > w_noise
+    assert fit_weights([noise, good], labels) == pytest.approx([w_noise, w_good], abs=1e-6)
+    assert fit_weights([good], labels) == [1.0]
+
+
+@pytest.mark.parametrize(
+    "logits,labels,error",
+    [
+        ("ab", torch.zeros(3, dtype=torch.long), TypeError),
+        ([], torch.zeros(3, dtype=torch.long), TypeError),
+        ([torch.zeros(3, 4), torch.zeros(3, 5)], torch.zeros(3, dtype=torch.long), ValueError),
+        ([torch.zeros(3, 4), torch.full((3, 4), float("nan"))], torch.zeros(3, dtype=torch.long), ValueError),
+        ([torch.zeros(3, 4), torch.zeros(3, 4)], torch.tensor([0, 1, 4]), ValueError),
+        ([torch.zeros(3, 4), torch.zeros(3, 4)], torch.zeros(3), ValueError),
+        ([torch.zeros(3, 4), torch.zeros(3, 4)], [0, 1, 2], TypeError),
+    ],
+)
+def test_fit_weights_rejects_bad_inputs(logits, labels, error):
+    """Wrong types, mismatched shapes, NaN logits and out-of-range or float labels are refused."""
+    with pytest.raises(error):
+        fit_weights(logits, labels)
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def test_output_is_the_weighted_sum_of_member_log_probs(ensemble, members, data):
+    """late_fusion returns sum_i w_i log_softmax(member_i), for the fitted weights and for others."""
+    ckpt, _ = ensemble
+    inputs = _inputs(data, np.arange(0, len(data), 7), members[1])
+    parts = [load_checkpoint(p) for p in members]
+    with torch.no_grad():
+        member_logits = [
+            m.model(**({"image": inputs["image"]} if m.input_kind == "image" else
+                       {"points": inputs["points"], "lengths": inputs["lengths"]}))
+            for m in parts
+        ]
+        for weights in (ckpt["metrics"]["weights"], [0.25, 0.75], [2.0, 0.5]):
+            net = models.create_model("late_fusion", len(ckpt["vocab"]), **{**ckpt["model"]["config"], "weights": weights})
+            net.load_state_dict(ckpt["state_dict"])
+            net.eval()
+            by_hand = sum(w * torch.log_softmax(lg, 1) for w, lg in zip(weights, member_logits))  # (B, C)
+            torch.testing.assert_close(net(**inputs), by_hand, rtol=0, atol=1e-5)
+            torch.testing.assert_close(combine_logits(member_logits, weights).float(), by_hand, rtol=0, atol=1e-5)
+
+
+def test_members_are_stored_under_submodules_and_weights_come_from_the_config(ensemble, members):
+    """The state dict holds each member's weights under members.<i>., and no mixing weights."""
+    ckpt, _ = ensemble
+    for i, path in enumerate(members):
+        own = read_checkpoint(path)["state_dict"]
+        stored = {k[len(f"members.{i}."):]: v for k, v in ckpt["state_dict"].items() if k.startswith(f"members.{i}.")}
+        assert stored.keys() == own.keys()
+        assert all(torch.equal(stored[k], own[k]) for k in own)
+    assert all(k.startswith("members.") for k in ckpt["state_dict"])
+    assert ckpt["model"]["config"]["weights"] == ckpt["metrics"]["weights"]
+    assert [m["name"] for m in ckpt["model"]["config"]["members"]] == list(MEMBERS)
+
+
+@pytest.mark.parametrize(
+    "overrides,error",
+    [
+        ({"members": []}, ValueError),
+        ({"members": "gru"}, TypeError),
+        ({"members": [{"model": "gru"}]}, ValueError),
+        ({"members": [{"name": "nope"}]}, ValueError),
+        ({"members": [{"name": "gru", "num_classes": 5}]}, ValueError),
+        ({"members": [{"name": "lenet5", "config": {"in_channels": 3}}]}, ValueError),
+        ({"weights": [1.0]}, ValueError),
+        ({"weights": [1.0, -0.5]}, ValueError),
+        ({"weights": [0.0, 0.0]}, ValueError),
+        ({"weights": [1.0, float("nan")]}, ValueError),
+    ],
+)
+def test_bad_late_fusion_configs_raise(overrides, error):
+    """Empty or malformed members, unknown models, class or channel conflicts and bad weights are refused."""
+    with pytest.raises(error):
+        models.create_model("late_fusion", 7, **overrides)
+
+
+# --------------------------------------------------------------------------- the checkpoint
+
+
+def test_ensemble_scores_at_least_as_well_as_each_member(ensemble, members, data):
+    """On the val split, evaluate() gives the ensemble a log-likelihood (and metrics) no worse than any member's."""
+    ckpt, path = ensemble
+    val = data.subset(_val(data, members))
+    report = evaluate(load_checkpoint(path), val)
+    assert report["loss"] == pytest.approx(ckpt["metrics"]["val"]["loss"], abs=1e-5)
+    assert report["top1"] == pytest.approx(ckpt["metrics"]["val"]["top1"], abs=1e-9)
+    assert report["top5"] == pytest.approx(ckpt["metrics"]["val"]["top5"], abs=1e-9)
+    for path_i, row in zip(members, ckpt["metrics"]["members"]):
+        member = evaluate(load_checkpoint(path_i), val)
+        assert member["top1"] == pytest.approx(row["val"]["top1"], abs=1e-9)
+        assert report["loss"] <= member["loss"] + 1e-5
+    assert set(ckpt["metrics"]) >= {"val", "test", "weights", "members", "split"}
+
+
+def test_train_entry_records_the_members_and_the_split(ensemble, members, data):
+    """train names each member's source, model and training config, and rebuilds the members' split."""
+    ckpt, _ = ensemble
+    rows = ckpt["train"]["members"]
+    assert [r["source"] for r in rows] == [str(p) for p in members]
+    assert [r["model"] for r in rows] == list(MEMBERS)
+    assert [r["train"]["model_options"] for r in rows] == list(MEMBERS.values())
+    assert np.array_equal(checkpoint_split(ckpt, data).val, _val(data, members))
+
+
+def test_loaded_models_work_as_members_and_save_ensemble_writes_one_file(ensemble, members, data, tmp_path):
+    """LoadedModels give the same ensemble as their paths and stay untouched; save_ensemble writes a loadable file."""
+    ckpt, _ = ensemble
+    loaded = [load_checkpoint(p) for p in members]
+    loaded[0].model.train()
+    again = build_ensemble(loaded, data)
+    assert again["metrics"]["weights"] == pytest.approx(ckpt["metrics"]["weights"], abs=1e-9)
+    assert loaded[0].model.training  # the caller's model keeps its mode
+    result = save_ensemble(members, data, tmp_path / "e.pt")
+    assert result["weights"] == pytest.approx(ckpt["metrics"]["weights"], abs=1e-9)
+    assert load_checkpoint(result["path"]).name == "late_fusion"
+
+
+def test_checkpoint_round_trips_and_recognize_agrees(ensemble, members, data):
+    """The saved ensemble loads weights-only from its config alone, and recognize() matches the in-memory model."""
+    ckpt, path = ensemble
+    raw = read_checkpoint(path)  # torch.load(weights_only=True)
+    assert raw["model"]["name"] == "late_fusion" and raw["model"]["input_kind"] == "both"
+    loaded = load_checkpoint(path)
+    in_memory = load_checkpoint(ckpt)
+    assert loaded.input_kind == "both" and loaded.vocab == list(data.vocab)
+    saved_state = loaded.model.state_dict()
+    assert all(torch.equal(saved_state[k], v) for k, v in in_memory.model.state_dict().items())
+
+    idx = np.arange(3, len(data), 11)
+    inks = [data[int(i)].strokes for i in idx]
+    inputs = _inputs(data, idx, path)
+    with torch.no_grad():
+        want = torch.softmax(in_memory.model(**inputs), 1).numpy()  # (N, C)
+    k = len(data.vocab)
+    got = np.zeros_like(want)
+    index = {v: j for j, v in enumerate(data.vocab)}
+    for row, answer in enumerate(recognize_batch(inks, k=k, model=path)):
+        for label, p in answer:
+            got[row, index[label]] = p
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    top = recognize(inks[0], k=1, model=path)[0]
+    assert top[0] == data.vocab[int(want[0].argmax())] and top[1] == pytest.approx(float(want[0].max()), abs=1e-4)
+
+
+def test_onnx_export_matches_pytorch(ensemble, tmp_path):
+    """The ensemble exports to one ONNX graph over points, lengths and image that matches PyTorch."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from strokes.onnx_export import check_onnx, example_inputs, export_onnx
+
+    _, path = ensemble
+    result = export_onnx(path, tmp_path / "ensemble.onnx")
+    assert result["inputs"] == ["points", "lengths", "image"]
+    assert result["max_abs_diff"] < 1e-4
+    loaded = load_checkpoint(path)
+    assert check_onnx(tmp_path / "ensemble.onnx", loaded, example_inputs(loaded, batch=7, length=31, seed=3)) < 1e-4
+
+
+# --------------------------------------------------------------------------- refusals and explicit splits
+
+
+def test_mismatched_vocabularies_are_refused(members, data):
+    """Members whose labels differ, or come in another order, are refused with a message saying so."""
+    first, second = read_checkpoint(members[0]), read_checkpoint(members[1])
+    reordered = {**second, "vocab": second["vocab"][1:] + second["vocab"][:1]}
+    with pytest.raises(ValueError, match=r"different vocabularies: the same labels in a different order"):
+        build_ensemble([first, reordered], data)
+    renamed = {**second, "vocab": ["x_" + second["vocab"][0]] + second["vocab"][1:]}
+    with pytest.raises(ValueError, match=r"different vocabularies: different labels"):
+        build_ensemble([first, renamed], data)
+
+
+def test_mismatched_pipelines_and_renders_are_refused(members, data):
+    """Members normalized differently (or image members rendered differently) are refused, naming the fix."""
+    first, second = read_checkpoint(members[0]), read_checkpoint(members[1])
+    other = {**second, "pipeline": default_pipeline().to_config()}
+    with pytest.raises(ValueError, match=r"member 0 \(gru\) and member 1 \(lenet5\) normalize ink differently.*TrainConfig.pipeline"):
+        build_ensemble([first, other], data)
+    bigger = {**second, "render": {**second["render"], "thickness": 2.0}}
+    with pytest.raises(ValueError, match=r"read different renders.*TrainConfig.render"):
+        build_ensemble([first, second, bigger], data)
+    with pytest.raises(ValueError, match="at least 2"):
+        build_ensemble([first], data)
+
+
+def test_mismatched_splits_are_refused_and_an_explicit_split_is_used(members, data):
+    """Members trained on other splits or other data are refused; an explicit split fits on its val samples."""
+    first, second = read_checkpoint(members[0]), read_checkpoint(members[1])
+    info = {k: v for k, v in second["train"]["split_info"].items() if k not in ("val", "test")} | {"seed": 1}
+    reseeded = {**second, "train": {**second["train"], "seed": 1, "split_info": info}}
+    with pytest.raises(ValueError, match="different splits"):
+        build_ensemble([first, reseeded], data)
+    with pytest.raises(ValueError, match="cannot rebuild the split"):
+        build_ensemble([first, second], generate(n_writers=3, samples_per_writer=1, seed=5))
+
+    val = _val(data, members)
+    given = build_ensemble([first, second], data, split=val[::2])
+    assert given["metrics"]["split"]["mode"] == "given" and given["metrics"]["split"]["val"] == len(val[::2])
+    assert "test" not in given["metrics"]
+    logits, labels = _member_val_logits(data, members)
+    assert given["metrics"]["weights"] == pytest.approx(fit_weights([lg[::2] for lg in logits], labels[::2]), abs=1e-6)
+    with pytest.raises(ValueError, match="cannot be rebuilt|given by the caller"):
+        checkpoint_split(given, data)
