@@ -244,7 +244,7 @@ def make_splits(ds, config: BenchConfig) -> list[tuple[str, int, object]]:
     """The split matrix: ``(split_id, seed, Split)`` for every seed (and fold, and training fraction).
 
     With ``train_fractions`` below 1, each split also comes with nested writer
-    subsets of its training part (:func:`fraction_splits`), as ``<id>-frac<f>``.
+    subsets of its training part (``fraction_splits``), as ``<id>-frac<f>``.
     """
     base = _base_splits(ds, config)
     if config.train_fractions == (1.0,):

@@ -6,25 +6,23 @@ way. Probes act on the raw ink, before normalization, so a model sees them
 exactly as it would see such a drawing. All of them are vectorized over the
 ragged arrays (no Python loop per sample or stroke) and seeded where random.
 
-=========================  ==================================================
-probe                      what changes
-=========================  ==================================================
-``reversed``               every stroke is drawn from its end to its start
-``stroke-order``           the strokes of each sample in a random order
-``rotate-20`` ... ``+20``  the ink rotated by that many degrees about its centre
-``slant``                  sheared: x += 0.3 (y - centre y), a slanted hand
-``aspect``                 x stretched by 1.5 about the centre (aspect changed)
-``sparse-2``, ``sparse-3`` every 2nd / 3rd point kept (and each stroke's last):
-                           a device that samples more slowly
-``dense-4``                4x the points, linearly interpolated: a faster device
-``jitter``                 Gaussian noise, 1% of the ink's size, on every point
-``last-stroke-missing``    the last stroke dropped (an unfinished drawing);
-                           a no-op for one-stroke samples
-``flip-y``                 y mirrored about the centre: a client whose y axis
-                           points up. Informational: the fix is the client's
-                           (send y down, as ``strokes.normalize`` expects), or
-                           ``UnitSquare(flip_y=True)`` in the pipeline
-=========================  ==================================================
+The probes, by name:
+
+- ``reversed``: every stroke is drawn from its end to its start.
+- ``stroke-order``: the strokes of each sample in a random order.
+- ``rotate-20``, ``rotate-10``, ``rotate+10``, ``rotate+20``: the ink rotated by that
+  many degrees about its centre.
+- ``slant``: sheared, x += 0.3 (y - centre y): a slanted hand.
+- ``aspect``: x stretched by 1.5 about the centre.
+- ``sparse-2``, ``sparse-3``: every 2nd / 3rd point kept (and each stroke's last): a
+  device that samples more slowly.
+- ``dense-4``: 4x the points, linearly interpolated: a device that samples faster.
+- ``jitter``: Gaussian noise, 1% of the ink's size, on every point.
+- ``last-stroke-missing``: the last stroke dropped (an unfinished drawing); a no-op for
+  one-stroke samples.
+- ``flip-y``: y mirrored about the centre: a client whose y axis points up.
+  Informational: the fix is the client's (send y down, as ``strokes.normalize``
+  expects), or ``UnitSquare(flip_y=True)`` in the pipeline.
 
 Timestamps, where present, stay with their positions (times still increase
 along the ink); ``dense-4`` interpolates them.
