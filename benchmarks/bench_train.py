@@ -180,8 +180,8 @@ def render(throughput: dict | None, parity: dict | None, meta: dict) -> str:
         "",
         f"Command: `{meta['command']}`",
         "",
-        f"Machine: {meta['machine']['cpu']}, {meta['machine']['usable_cores']} cores, torch {meta['torch']} "
-        f"({meta['threads']} threads); code {meta['code']['sha256']}; {meta['when']}.",
+        f"Machine: {meta['machine']['cpu']}, {meta['machine']['usable_cores']} cores, torch {meta['torch']}; "
+        f"report written {meta['when']} (code {meta['code']['sha256']}).",
         "",
     ]
     if throughput:
@@ -189,6 +189,9 @@ def render(throughput: dict | None, parity: dict | None, meta: dict) -> str:
         by = {(r["model"], r["setting"]): r for r in rows}
         lines += [
             f"### Throughput ({throughput['seconds']:.0f} s of training per model and setting)",
+            "",
+            f"{throughput.get('threads', '?')} torch threads, nothing else running; the load average before each "
+            "setting is in the last column.",
             "",
             "| model | before samples/s | data | fp32 samples/s | data | **auto** samples/s | data | workers | auto / before | target | load before (1 min) |",
             "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|",
@@ -215,6 +218,10 @@ def render(throughput: dict | None, parity: dict | None, meta: dict) -> str:
         ok = abs(parity["difference_top1"]) <= PARITY_TOLERANCE
         lines += [
             f"### Accuracy parity ({parity['model']}, {parity['epochs']} epochs, same split, seed and schedule)",
+            "",
+            f"{parity.get('threads', '?')} torch thread(s)"
+            + (" while other jobs shared the machine: the seconds and samples/s of this table are not a speed "
+               "measurement (the throughput table is); the accuracies are." if parity.get("threads") == 1 else "."),
             "",
             "| precision | test top-1 % | test top-5 % | best epoch | training s | samples/s |",
             "|---|--:|--:|--:|--:|--:|",
@@ -256,6 +263,7 @@ def main(argv=None) -> int:
         if args.part in ("all", "parity"):
             res = measure_parity(ds, args.parity_epochs, work)
             res["command"] = command_line()
+            res["threads"] = torch.get_num_threads()
             parts["parity"].write_text(json.dumps(res, indent=1))
     loaded = {k: json.loads(p.read_text()) for k, p in parts.items() if p.exists()}
     cmds = sorted({v["command"] for v in loaded.values()})
