@@ -7,6 +7,7 @@ Quick start::
     pts = strokes.normalize(ds[0].strokes)            # (n, 3) [x, y, pen_up] in the unit square
     sp = strokes.split(ds, mode="writer", seed=0)     # writer-disjoint train/val/test
     strokes.recognize(ink)                            # [(label, probability), ...] best first
+    strokes.teach("\\heartsuit", [ink1, ink2])        # taught symbols: recognize(ink, user_symbols=PATH)
 
 Stroke formats are defined once, in :mod:`strokes.formats`.
 """
@@ -21,6 +22,7 @@ from .ink import InkError, as_ink
 from .io import FORMATS, infer_format, load, save
 from .normalize import Pipeline, default_pipeline, normalize
 from .recognizer import recognize, recognize_batch
+from .teach import TeachResult, teach
 from .splits import Split, kfold, split
 
 from ._version import __version__
@@ -28,6 +30,8 @@ from ._version import __version__
 __all__ = [
     "recognize",
     "recognize_batch",
+    "teach",
+    "TeachResult",
     "load",
     "save",
     "infer_format",

@@ -298,13 +298,26 @@ def _read_drawing(path):
     return obj
 
 
+def _user_symbols_arg(value):
+    """``--user-symbols``: the given store, None for 'none', else the default store if it exists."""
+    from .io.user_symbols import default_store_path
+
+    if value is not None:
+        return None if value.strip().lower() == "none" else value
+    default = default_store_path()
+    if default.startswith(("postgresql://", "postgres://")) or Path(default).is_file():
+        return default
+    return None
+
+
 def cmd_recognize(args) -> int:
     import json
 
     from .recognizer import get_recognizer
 
     rec = get_recognizer(args.model)
-    results = [(path, rec(_read_drawing(path), k=args.k)) for path in args.files]
+    store = _user_symbols_arg(args.user_symbols)
+    results = [(path, rec(_read_drawing(path), k=args.k, user_symbols=store)) for path in args.files]
     if args.json:
         print(json.dumps({str(p): [[lab, prob] for lab, prob in r] for p, r in results}, indent=1))
         return 0
@@ -313,6 +326,35 @@ def cmd_recognize(args) -> int:
             print(f"{path}:")
         for rank, (label, prob) in enumerate(r, 1):
             print(f"{rank:2d}. {label:<16s} {prob:7.2%}")
+    return 0
+
+
+def cmd_teach(args) -> int:
+    from .io.user_symbols import default_store_path
+    from .teach import teach
+
+    if args.user_symbols is not None and args.user_symbols.strip().lower() == "none":
+        raise ValueError("--user-symbols none means 'no store': teaching needs one (a SQLite path or a postgresql:// DSN)")
+    inks = []
+    for path in args.files:
+        try:
+            inks.append(_read_drawing(path))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}" if str(path) not in str(exc) else str(exc)) from None
+    try:
+        result = teach(args.label, inks, user_symbols=args.user_symbols or default_store_path())
+    except (ValueError, TypeError) as exc:  # name the file, not just the drawing's position
+        import re
+
+        msg = str(exc)
+        m = re.match(r"drawing (\d+): (.*)", msg, re.S)
+        if m and int(m.group(1)) < len(args.files):
+            msg = f"{args.files[int(m.group(1))]}: {m.group(2)}"
+        raise ValueError(msg) from None
+    print(
+        f"taught {result.label}: {result.count} drawing(s) stored in {result.store} "
+        f"(ids {result.ids[0]}..{result.ids[-1]}); it now has {result.total}"
+    )
     return 0
 
 
@@ -737,7 +779,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-k", type=int, default=5, help="how many candidates (default 5)")
     sp.add_argument("--model", default=None, help="a checkpoint (default: the shipped model)")
     sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.add_argument(
+        "--user-symbols", default=None, metavar="PATH_OR_DSN",
+        help="rank the symbols taught with `strokes teach` too: a SQLite file or a postgresql:// DSN "
+        "(default: $STROKES_USER_SYMBOLS or ~/.strokes/user_symbols.sqlite when it exists; 'none': built-in symbols only)",
+    )  # fmt: skip
     sp.set_defaults(func=cmd_recognize)
+
+    from .io.user_symbols import MAX_INKS_PER_CALL, MAX_LABEL_CHARS, MAX_POINTS_PER_INK
+
+    sp = sub.add_parser(
+        "teach",
+        help="teach a new symbol (or your way of drawing a known one) from drawings",
+        description="Store the drawings FILE.json (each one drawing, as for `strokes recognize`) as examples of "
+        "LABEL, e.g. '\\heartsuit'. `strokes recognize` (and strokes.recognize(..., user_symbols=...)) then ranks "
+        "LABEL with the built-in symbols; a LABEL the model knows adapts it to these drawings. Nothing is "
+        f"retrained. Limits: {MAX_LABEL_CHARS} characters per label, {MAX_INKS_PER_CALL} drawings per call, "
+        f"{MAX_POINTS_PER_INK} points per drawing. All drawings of a call are stored, or none.",
+    )
+    sp.add_argument("label", help="the symbol's name as it should be returned, e.g. '\\heartsuit'")
+    sp.add_argument("files", nargs="+", metavar="FILE.json", help="drawings: a JSON list of strokes, or an object with a 'strokes' key")
+    sp.add_argument(
+        "--user-symbols", default=None, metavar="PATH_OR_DSN",
+        help="where to store: a SQLite file (created when missing) or a postgresql:// DSN "
+        "(default: $STROKES_USER_SYMBOLS, else ~/.strokes/user_symbols.sqlite)",
+    )  # fmt: skip
+    sp.set_defaults(func=cmd_teach)
 
     sp = sub.add_parser(
         "export-onnx",

@@ -4,6 +4,10 @@ The default model ships inside the package (``strokes/data/default_model.pt``);
 any checkpoint written by :mod:`strokes.training.train` works through ``model=``.
 Models are loaded once, cached per file, and safe to share between threads
 (inference holds no state; loading is guarded by a lock).
+
+``user_symbols=`` (a SQLite path, a ``postgresql://`` DSN or a store) ranks the
+symbols taught with :func:`strokes.teach` together with the built-in ones; see
+the module ``strokes.teach`` for how, and for what a taught known label does.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "default_model.pt"
 
-__all__ = ["Recognizer", "recognize", "recognize_batch", "get_recognizer", "DEFAULT_MODEL"]
+__all__ = ["Recognizer", "recognize", "recognize_batch", "get_recognizer", "final_linear", "DEFAULT_MODEL"]
 
 
 class Recognizer:
@@ -39,6 +43,13 @@ class Recognizer:
         # an inference copy with each BatchNorm folded into the conv before it (same outputs, faster)
         self.model = fuse_conv_bn(copy.deepcopy(loaded.model)).to(self.device).eval()
         self.vocab = np.array(loaded.vocab, dtype=object)
+        # the final linear layer: its input is the embedding that teaching works in (None: cannot teach)
+        self.classifier = final_linear(self.model)
+        self._captured = threading.local()
+        if self.classifier is not None:
+            self.classifier.register_forward_pre_hook(self._capture)
+        self.lock = threading.Lock()  # guards the per-store caches of taught symbols (strokes.teach)
+        self.taught: dict = {}
 
     def __repr__(self) -> str:
         return f"Recognizer({self.loaded!r})"
@@ -83,6 +94,35 @@ class Recognizer:
             out["image"] = torch.from_numpy(img).to(self.device)
         return out
 
+    def _capture(self, module, args) -> None:
+        if getattr(self._captured, "on", False):
+            self._captured.features = args[0]
+
+    def logits_and_features(self, inks: Sequence) -> tuple[np.ndarray, np.ndarray]:
+        """``(N, num_classes)`` float32 logits and ``(N, D)`` float32 embeddings (the input of the
+        final linear layer) for a sequence of inks, from one model call.
+
+        Raises:
+            ValueError: when the model has no final linear layer to read the embedding from.
+        """
+        import torch
+
+        if self.classifier is None:
+            raise ValueError(f"{self.loaded.name} has no final linear classifier layer, so it has no embedding to teach with")
+        dim = self.classifier.in_features
+        if len(inks) == 0:
+            return np.zeros((0, len(self.vocab)), np.float32), np.zeros((0, dim), np.float32)
+        inputs = self._inputs(inks)
+        self._captured.on = True
+        try:
+            with torch.inference_mode():
+                logits = self.model(**inputs)
+                feats = self._captured.features
+        finally:
+            self._captured.on = False
+            self._captured.features = None
+        return logits.float().cpu().numpy(), feats.float().cpu().numpy()
+
     def probabilities(self, inks: Sequence) -> np.ndarray:
         """``(N, num_classes)`` float32 class probabilities for a sequence of inks."""
         import torch
@@ -94,17 +134,34 @@ class Recognizer:
             logits = self.model(**inputs)
             return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
-    def batch(self, inks: Sequence, k: int = 5) -> list[list[tuple[str, float]]]:
-        """Top-``k`` (label, probability) lists, best first, for each ink."""
-        k = _check_k(k, len(self.vocab))
+    def batch(self, inks: Sequence, k: int = 5, user_symbols=None, method: str | None = None) -> list[list[tuple[str, float]]]:
+        """Top-``k`` (label, probability) lists, best first, for each ink.
+
+        ``user_symbols``: a store of taught symbols (see :func:`strokes.teach`), ranked with the
+        built-in classes; ``method``: how taught symbols are scored, ``"imprint"`` or
+        ``"prototype"`` (default ``strokes.teach.DEFAULT_METHOD``, imprint).
+        """
+        _check_k(k, len(self.vocab))  # a bad k fails before any store is read
         if isinstance(inks, np.ndarray) and inks.ndim == 2:
             raise TypeError("recognize_batch takes a sequence of inks; for one ink use recognize()")
-        prob = self.probabilities(list(inks))
-        top = np.argsort(-prob, axis=1, kind="stable")[:, :k]  # (N, k)
-        return [[(str(self.vocab[j]), float(p[j])) for j in row] for p, row in zip(prob, top)]
+        head = None
+        if user_symbols is not None:
+            from .teach import taught_head
 
-    def __call__(self, ink, k: int = 5) -> list[tuple[str, float]]:
-        return self.batch([ink], k)[0]
+            head = taught_head(self, user_symbols, method)
+        if head is None:
+            k = _check_k(k, len(self.vocab))
+            prob = self.probabilities(list(inks))
+            labels = self.vocab
+        else:
+            k = _check_k(k, len(head.labels))
+            prob = head.probabilities(*self.logits_and_features(list(inks)))
+            labels = head.labels
+        top = np.argsort(-prob, axis=1, kind="stable")[:, :k]  # (N, k)
+        return [[(str(labels[j]), float(p[j])) for j in row] for p, row in zip(prob, top)]
+
+    def __call__(self, ink, k: int = 5, user_symbols=None, method: str | None = None) -> list[tuple[str, float]]:
+        return self.batch([ink], k, user_symbols, method)[0]
 
     def image_probabilities(self, images, ink: str = "bright") -> np.ndarray:
         """``(N, num_classes)`` class probabilities for ready-made images (image models only).
@@ -147,6 +204,18 @@ class Recognizer:
         prob = self.image_probabilities(images, ink)
         top = np.argsort(-prob, axis=1, kind="stable")[:, :k]  # (N, k)
         return [[(str(self.vocab[j]), float(p[j])) for j in row] for p, row in zip(prob, top)]
+
+
+def final_linear(model):
+    """The ``nn.Linear`` that computes ``model``'s logits (``model.head`` or its last layer), or None."""
+    import torch.nn as nn
+
+    head = getattr(model, "head", None)
+    if isinstance(head, nn.Linear):
+        return head
+    if isinstance(head, nn.Sequential) and len(head) and isinstance(head[-1], nn.Linear):
+        return head[-1]
+    return None
 
 
 def fuse_conv_bn(model):
@@ -222,7 +291,7 @@ def get_recognizer(model=None, device: str = "cpu") -> Recognizer:
     return rec
 
 
-def recognize(ink, k: int = 5, model=None) -> list[tuple[str, float]]:
+def recognize(ink, k: int = 5, model=None, user_symbols=None) -> list[tuple[str, float]]:
     """The ``k`` most likely LaTeX symbols for one drawing, best first.
 
     Args:
@@ -231,6 +300,11 @@ def recognize(ink, k: int = 5, model=None) -> list[tuple[str, float]]:
             ``[x, y, pen_up]`` array (see :func:`strokes.as_ink`).
         k: how many symbols to return.
         model: which model (see :func:`strokes.recognizer.get_recognizer`); default the shipped one.
+        user_symbols: None (built-in symbols only), or where :func:`strokes.teach` stored
+            taught symbols: a SQLite path, a ``postgresql://`` DSN, or a store object
+            (``strokes.io.user_symbols.UserSymbolStore``). Taught and built-in symbols
+            are ranked together; a taught label the model knows adds the user's way of
+            drawing it. A missing SQLite file is a FileNotFoundError.
 
     Returns:
         ``k`` ``(label, probability)`` pairs, best first.
@@ -238,9 +312,9 @@ def recognize(ink, k: int = 5, model=None) -> list[tuple[str, float]]:
     Raises:
         ValueError: for malformed ink, saying what is wrong.
     """
-    return get_recognizer(model)(ink, k)
+    return get_recognizer(model)(ink, k, user_symbols)
 
 
-def recognize_batch(inks: Sequence, k: int = 5, model=None) -> list[list[tuple[str, float]]]:
+def recognize_batch(inks: Sequence, k: int = 5, model=None, user_symbols=None) -> list[list[tuple[str, float]]]:
     """:func:`recognize` for many inks at once (one vectorized model call)."""
-    return get_recognizer(model).batch(inks, k)
+    return get_recognizer(model).batch(inks, k, user_symbols)

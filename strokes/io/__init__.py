@@ -12,6 +12,9 @@ format             source
                    file; gives an :class:`strokes.images.ImageDataset` (no strokes)
 ``postgres``       a ``postgresql://`` or ``postgres://`` DSN (or ``format="postgres"``
                    with an empty DSN to use the ``PG*`` environment variables)
+``sqlite``         a SQLite file (``.sqlite``, ``.sqlite3``, ``.db``) holding detexify's
+                   ``samples (id, key, strokes)`` table, e.g. a store of taught symbols
+                   (see ``strokes.io.user_symbols``)
 ``synthetic``      the string ``"synthetic"``: the built-in generated data
 ``builtin``        the name of real data shipped inside the package:
                    ``"crohme-mini"`` (see :data:`BUILTIN`)
@@ -26,7 +29,7 @@ from ..dataset import StrokeDataset
 
 __all__ = ["load", "save", "infer_format", "import_to_store", "builtin_path", "FORMATS", "BUILTIN"]
 
-FORMATS = ("inkml", "detexify-sql", "couchdb-json", "npz", "store", "hasy", "postgres", "synthetic", "builtin")
+FORMATS = ("inkml", "detexify-sql", "couchdb-json", "npz", "store", "hasy", "postgres", "sqlite", "synthetic", "builtin")
 
 #: Real data shipped inside the package, by name (``strokes.load(name)``):
 #: ``crohme-mini`` is 6,000-odd CROHME 2013 training symbols from whole writers, the
@@ -65,6 +68,7 @@ def infer_format(source) -> str:
         return "store" if is_store(p) else "inkml"
     suffix = p.suffix.lower()
     by_suffix = {".inkml": "inkml", ".sql": "detexify-sql", ".json": "couchdb-json", ".npz": "npz"}
+    by_suffix.update({s: "sqlite" for s in (".sqlite", ".sqlite3", ".db")})  # user_symbols.SQLITE_SUFFIXES
     if suffix in by_suffix:
         if not p.exists():
             raise FileNotFoundError(f"no such file: {p}")
@@ -86,7 +90,7 @@ def load(source, *, format: str | None = None, **options):
     Options go to the format's loader: ``progress`` (bool, or None for auto),
     ``limit`` (read at most this many files/rows), ``max_points`` (per sample),
     ``key_style`` ("command" or "key", detexify), ``table`` and ``columns``
-    (PostgreSQL and dumps). Bad records are skipped and listed in ``ds.skipped``.
+    (PostgreSQL, SQLite and dumps). Bad records are skipped and listed in ``ds.skipped``.
     """
     fmt = format or infer_format(source)
     if fmt == "inkml":
@@ -117,6 +121,10 @@ def load(source, *, format: str | None = None, **options):
         from .postgres import load_postgres
 
         return load_postgres(str(source) if source else None, **options)
+    if fmt == "sqlite":
+        from .user_symbols import load_sqlite
+
+        return load_sqlite(source, **options)
     if fmt == "builtin":
         from .npz import load_npz
 
