@@ -183,6 +183,7 @@ def train_config_from_args(args):
         for name in (
             "model", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "patience",
             "split", "seed", "device", "max_train_samples", "time_budget", "precision", "workers",
+            "distill_from", "distill_alpha", "distill_temperature",
         )
         if getattr(args, name) is not None
     }
@@ -355,6 +356,27 @@ def cmd_teach(args) -> int:
         f"taught {result.label}: {result.count} drawing(s) stored in {result.store} "
         f"(ids {result.ids[0]}..{result.ids[-1]}); it now has {result.total}"
     )
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    """``strokes ensemble``: late fusion of trained members, weights fitted on their validation split."""
+    from .training.ensemble import save_ensemble
+
+    if args.data is None:
+        raise ValueError("give --data DATA: the data the members were trained on (their validation split fits the weights)")
+    ds = _load(args)
+    result = save_ensemble(list(args.checkpoints), ds, args.output, device=args.device, seed=args.seed)
+    val = result["metrics"]["val"]
+    print(
+        f"wrote {result['path']}: late fusion of {len(args.checkpoints)} members, weights "
+        + ", ".join(f"{w:.3f}" for w in result["weights"])
+        + f"; val top-1 {100 * val['top1']:.2f}%"
+        + (f", test top-1 {100 * result['metrics']['test']['top1']:.2f}%" if result["metrics"].get("test") else "")
+    )
+    for m in result["metrics"].get("members", []):
+        line = f"  {m.get('source', m.get('name', '?'))}: val top-1 {100 * m['val']['top1']:.2f}%"
+        print(line + (f", test top-1 {100 * m['test']['top1']:.2f}%" if m.get("test") else ""))
     return 0
 
 
@@ -654,7 +676,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-train-samples", type=_or_none(int), default=None, help="train on a random subset (quick runs; 'none' clears a --config value, e.g. a tune search's subset)")
     sp.add_argument("--compile", action="store_true", help="torch.compile the model")
     sp.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
-    sp.add_argument("--workers", type=int, default=None, help="DataLoader processes preparing batches (default: 1 on the CPU, 0 on CUDA)")
+    sp.add_argument("--workers", type=int, default=None, help="DataLoader processes preparing batches (default: 1 for small image models on the CPU, else 0)")
+    sp.add_argument("--distill-from", action="append", default=None, metavar="CHECKPOINT", help="distill from this teacher (repeatable: their softmaxes are averaged); same vocabulary and normalization as the student")
+    sp.add_argument("--distill-alpha", type=float, default=None, help="weight of the distillation term (default 0.5)")
+    sp.add_argument("--distill-temperature", type=float, default=None, help="distillation temperature T (default 2)")
     sp.add_argument("--resume", default=None, help="continue from OUT/last.pt")
     sp.add_argument("--out", default=None, help="output directory (default runs/MODEL)")
     sp.add_argument("--seed", type=int, default=None, help="seeds init, split, shuffling and augmentation (default 0)")
@@ -805,6 +830,22 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $STROKES_USER_SYMBOLS, else ~/.strokes/user_symbols.sqlite)",
     )  # fmt: skip
     sp.set_defaults(func=cmd_teach)
+
+    sp = sub.add_parser(
+        "ensemble",
+        help="late fusion: combine trained checkpoints, weights fitted on validation",
+        description="Combine two or more checkpoints trained on DATA (same vocabulary, same normalization; image "
+        "members the same render config) into one late_fusion checkpoint: the weighted sum of the members' "
+        "log-probabilities, the weights fitted on the validation split they were trained against (the best "
+        "validation log-likelihood; never worse than any member or the plain average). recognize(), eval and "
+        "export-onnx take the result.",
+    )
+    sp.add_argument("checkpoints", nargs="+", help="member checkpoints (best.pt of strokes train)")
+    data_args(sp, option=True)
+    sp.add_argument("-o", "--output", required=True, help="the checkpoint to write")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the weight fit's restarts (default 0)")
+    sp.add_argument("--device", default="cpu", help="auto | cpu | cuda (default cpu)")
+    sp.set_defaults(func=cmd_ensemble)
 
     sp = sub.add_parser(
         "export-onnx",

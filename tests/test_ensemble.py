@@ -3,6 +3,8 @@ ensemble checkpoint through save/load, recognize, evaluate and ONNX, on tiny syn
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -300,3 +302,31 @@ def test_mismatched_splits_are_refused_and_an_explicit_split_is_used(members, da
     assert given["metrics"]["weights"] == pytest.approx(fit_weights([lg[::2] for lg in logits], labels[::2]), abs=1e-6)
     with pytest.raises(ValueError, match="cannot be rebuilt|given by the caller"):
         checkpoint_split(given, data)
+
+
+def test_cli_ensemble_and_distillation(tmp_path, capsys):
+    """strokes ensemble combines two trained members; strokes train --distill-from trains a student from it."""
+    from strokes.cli import main
+    from strokes.training.checkpoint import read_checkpoint
+
+    data = "synthetic:writers=5,samples=1,seed=2"
+    from strokes.normalize import default_pipeline
+
+    pipe = json.dumps({"pipeline": default_pipeline(n_points=24).to_config()})  # one normalization for every member
+    (tmp_path / "pipe.json").write_text(pipe)
+    for model in ("softmax", "gru"):
+        opts = ["--option", "hidden=8", "--option", "layers=1"] if model == "gru" else []
+        assert main(["train", data, "--model", model, "--epochs", "2", "--batch-size", "32", "--config", str(tmp_path / "pipe.json"),
+                     "--out", str(tmp_path / model), "--device", "cpu", *opts]) == 0  # fmt: skip
+    out = tmp_path / "ens.pt"
+    assert main(["ensemble", str(tmp_path / "softmax" / "best.pt"), str(tmp_path / "gru" / "best.pt"), "--data", data, "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "late fusion of 2 members" in text and "val top-1" in text
+    ckpt = read_checkpoint(out)
+    assert ckpt["model"]["name"] == "late_fusion" and len(ckpt["metrics"]["weights"]) == 2
+    assert main(["ensemble", str(tmp_path / "softmax" / "best.pt"), "-o", str(out)]) == 2  # no --data
+    student = tmp_path / "student"
+    assert main(["train", data, "--model", "softmax", "--epochs", "1", "--batch-size", "32", "--config", str(tmp_path / "pipe.json"),
+                 "--distill-from", str(out), "--distill-alpha", "0.7", "--out", str(student), "--device", "cpu"]) == 0  # fmt: skip
+    train = read_checkpoint(student / "best.pt")["train"]
+    assert train["distill_from"] == [str(out)] and train["distill_alpha"] == 0.7 and train["distill_used"]
