@@ -503,17 +503,40 @@ def cmd_bench(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    from .io.user_symbols import default_store_path, open_store
     from .recognizer import get_recognizer
     from .server import ServeConfig, serve
     from .training.train import resolve_device
 
     config = ServeConfig(max_body=args.max_body, max_points=args.max_points, max_strokes=args.max_strokes)
+    spec = args.user_symbols
+    no_store = spec is not None and spec.strip().lower() == "none"
+    if no_store and args.collect:
+        raise ValueError("--collect stores the picked drawings in the user-symbol store: it cannot go with --user-symbols none")
     device = str(resolve_device(args.device))
     # load (and so check) the model before announcing or binding anything: a missing or damaged
     # checkpoint ends here with a one-line error from main, not after the server has started
     recognizer = get_recognizer(args.model, device=device)
+    if no_store:
+        store = None
+    else:
+        if recognizer.classifier is None:
+            if spec is not None or args.collect:
+                raise ValueError(f"{recognizer.loaded.name} has no final linear layer, so it cannot rank taught symbols; "
+                                 "serve it with --user-symbols none")  # fmt: skip
+            logging.getLogger(__name__).warning("%s cannot rank taught symbols: serving built-in symbols only", recognizer.loaded.name)
+            store = None
+        else:
+            store = open_store(spec or default_store_path())
+            if store.exists():
+                store.state(fresh=True)  # a damaged store or an unreachable server: a one-line error now
     print(f"strokes serve: http://{args.host}:{args.port}/  (Ctrl-C stops)", flush=True)
-    serve(args.host, args.port, model=recognizer, device=device, config=config, log_level="warning" if not args.verbose else "info")
+    if store is not None:
+        print(f"user symbols: {store.location}; collecting picked drawings: {'on' if args.collect else 'off'}", flush=True)
+    serve(
+        args.host, args.port, model=recognizer, device=device, config=config,
+        log_level="warning" if not args.verbose else "info", user_symbols=store, collect=args.collect,
+    )  # fmt: skip
     return 0
 
 
@@ -767,7 +790,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the drawing page and JSON API (needs the 'serve' extra)",
         description="Serve a detexify-like drawing page at / and a JSON API: POST /api/classify?k=5 "
         "(detexify's {\"strokes\": [[{x, y, t}, ...], ...]} or [[x, y(, t)], ...] point lists), GET /api/symbols, "
-        "GET /healthz. Binds to loopback unless --host says otherwise. Needs: pip install -c constraints.txt -e '.[serve]'.",
+        "POST /api/teach, GET /symbols, GET /healthz. Binds to loopback unless --host says otherwise. "
+        "Needs: pip install -c constraints.txt -e '.[serve]'.",
     )
     sp.add_argument("--model", default=None, help="a checkpoint (default: the shipped model)")
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
@@ -776,6 +800,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-points", type=int, default=20_000, help="points per request (default 20000); more gets 400")
     sp.add_argument("--max-strokes", type=int, default=200, help="strokes per request (default 200); more gets 400")
     sp.add_argument("--device", default="cpu", help="auto | cpu | cuda (default cpu: single inks are faster there)")
+    sp.add_argument(
+        "--user-symbols", default=None, metavar="PATH_OR_DSN",
+        help="the store of taught symbols: ranked with the built-in ones, written by the page's 'Teach it' "
+        "(POST /api/teach); a SQLite file (created on the first teach) or a postgresql:// DSN "
+        "(default: $STROKES_USER_SYMBOLS, else ~/.strokes/user_symbols.sqlite; 'none': built-in symbols only, no teaching)",
+    )
+    sp.add_argument(
+        "--collect", action="store_true",
+        help="store the drawing and the symbol when a user picks a result on the page (copies it), as labelled "
+        "samples in the user-symbol store (POST /api/collect); off by default",
+    )  # fmt: skip
     sp.set_defaults(func=cmd_serve)
 
     sp = sub.add_parser(

@@ -21,6 +21,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 pytest_plugins = ["ci_skips", "pytester"]  # under CI=true a skip fails (see tests/ci_skips.py)
 
+# never read or write the user's own taught symbols (~/.strokes/user_symbols.sqlite): every test,
+# and every server or CLI process a test starts, gets a store of its own unless it names one
+os.environ["STROKES_USER_SYMBOLS"] = os.path.join(__import__("tempfile").mkdtemp(prefix="strokes-test-store-"), "user_symbols.sqlite")
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -144,3 +144,113 @@ def test_phone_sized_screen(page):
         assert scroll <= width  # no horizontal scrolling
     finally:
         driver.set_window_size(1000, 760)
+
+
+def test_copy_posts_nothing_without_collect(page):
+    """On a server without --collect, copying a result sends no drawing to /api/collect, and the page says nothing about keeping drawings."""
+    from selenium.webdriver.common.by import By
+
+    driver = page
+    driver.find_element(By.ID, "clear").click()
+    driver.execute_script(
+        "window.__requests = []; const f = window.fetch;"
+        "window.fetch = (url, opts) => { window.__requests.push(String(url)); return f(url, opts); };"
+    )
+    _draw(driver, driver.find_element(By.ID, "pad"), generate_ink("+", np.random.default_rng(2), WriterStyle()))
+    _wait(driver, lambda d: d.execute_script("return document.body.dataset.state") == "ready")
+    button = driver.find_element(By.CSS_SELECTOR, "#results .result button.copy")
+    button.click()
+    _wait(driver, lambda d: button.text in ("Copied", "Failed"))
+    requests = driver.execute_script("return window.__requests")
+    assert any("/api/classify" in r for r in requests)  # the instrumented fetch saw the page's requests
+    assert not any("/api/collect" in r for r in requests), requests
+    assert not driver.find_element(By.ID, "collect-note").is_displayed()
+    row = driver.find_element(By.CSS_SELECTOR, "#results .result")
+    assert "mode" in row.find_element(By.CSS_SELECTOR, ".meta").text  # package and mode are shown
+
+
+# ------------------------------------------------------------ teaching through the page (issue 17)
+def _star(rng, n: int = 10) -> list[np.ndarray]:
+    """A pentagram in one stroke, randomly rotated, sheared and jittered: a symbol the model lacks."""
+    k = np.arange(6) * 4 * np.pi / 5 + np.pi / 2
+    v = np.stack([np.cos(k), -np.sin(k)], 1)  # y down
+    seg = np.linspace(0, 1, n, endpoint=False)[:, None]
+    pts = np.concatenate([v[i] + seg * (v[i + 1] - v[i]) for i in range(5)] + [v[5:6]])
+    a, sh = rng.normal(0, 0.12), rng.normal(0, 0.1)
+    m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.array([[1, sh], [0, 1]])
+    pts = (pts @ m.T) * 100 * np.array([rng.uniform(0.85, 1.15), 1])
+    return [pts + rng.normal(0, 1.0, pts.shape)]
+
+
+def _symbols_shown(driver):
+    from selenium.webdriver.common.by import By
+
+    return [r.get_attribute("data-symbol") for r in driver.find_elements(By.CSS_SELECTOR, "#results .result")]
+
+
+@pytest.fixture(scope="module")
+def teach_page(browser, tmp_path_factory):
+    store = tmp_path_factory.mktemp("browser-teach") / "user_symbols.sqlite"
+    with running_server("--user-symbols", str(store), "--collect") as (host, port, _):
+        browser.get(f"http://{host}:{port}/")
+        yield browser, store
+
+
+def test_teach_a_new_symbol_through_the_page(teach_page):
+    """Type a label, draw a star 3 times with "Add drawing", press Teach; a fourth star then shows the label in the top 5."""
+    import sqlite3
+
+    from selenium.webdriver.common.by import By
+
+    driver, store = teach_page
+    label = "\\bigstar"
+    _wait(driver, lambda d: "vgg_gap" in d.find_element(By.ID, "model").text)
+    _wait(driver, lambda d: d.find_element(By.ID, "teach").is_displayed())
+    driver.find_element(By.CSS_SELECTOR, "#teach summary").click()
+    driver.find_element(By.ID, "teach-label").send_keys(label)
+    canvas = driver.find_element(By.ID, "pad")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        _draw(driver, canvas, _star(rng))
+        _wait(driver, lambda d: d.execute_script("return document.body.dataset.state") == "ready")
+        assert label not in _symbols_shown(driver)  # not known before teaching
+        driver.find_element(By.ID, "teach-add").click()
+        _wait(driver, lambda d, n=i + 1: d.execute_script("return window.strokesApp.teachShots.length") == n)
+        assert driver.execute_script("return window.strokesApp.strokes.length") == 0  # the pad was cleared
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#teach-shots canvas")) == 3
+    submit = driver.find_element(By.ID, "teach-submit")
+    assert submit.is_enabled()
+    submit.click()
+    _wait(driver, lambda d: "Taught" in d.find_element(By.ID, "teach-status").text)
+    assert label in driver.find_element(By.ID, "teach-status").text
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("SELECT count(*) FROM samples WHERE key = ?", (label,)).fetchone()[0] == 3
+    _draw(driver, canvas, _star(rng))
+    _wait(driver, lambda d: d.execute_script("return document.body.dataset.state") == "ready")
+    shown = _symbols_shown(driver)
+    assert label in shown, shown
+    row = driver.find_element(By.CSS_SELECTOR, f'#results .result[data-symbol="{label}"]'.replace("\\", "\\\\"))
+    assert "taught" in row.text and "\\usepackage{amssymb}" in row.text and "math mode" in row.text
+    # with --collect, copying a result posts the drawing under that symbol: one more row
+    row.find_element(By.CSS_SELECTOR, "button.copy").click()
+    _wait(driver, lambda d: "Kept this drawing" in d.find_element(By.ID, "status").text)
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("SELECT count(*) FROM samples WHERE key = ?", (label,)).fetchone()[0] == 4
+
+
+def test_teach_panel_fits_a_phone_sized_screen(teach_page):
+    """At 360 px wide, with the teach form open, the page does not scroll sideways and the form's buttons stay on screen."""
+    from selenium.webdriver.common.by import By
+
+    driver, _ = teach_page
+    driver.set_window_size(360, 640)
+    try:
+        if not driver.find_element(By.ID, "teach").get_attribute("open"):
+            driver.find_element(By.CSS_SELECTOR, "#teach summary").click()
+        width = driver.execute_script("return document.documentElement.clientWidth")
+        assert driver.execute_script("return document.documentElement.scrollWidth") <= width
+        for id_ in ("teach-label", "teach-add", "teach-submit", "teach-reset"):
+            box = driver.find_element(By.ID, id_).rect
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width, (id_, box, width)
+    finally:
+        driver.set_window_size(1000, 760)

@@ -1,13 +1,19 @@
 // strokes — drawing page front end.
 //
 // Records pointer strokes on a canvas, sends them to POST /api/classify after
-// each finished stroke (debounced) and shows the top-k predictions.
+// each finished stroke (debounced) and shows the top-k predictions, each with
+// the package it needs and its mode. "Not in the list? Teach it" collects
+// several drawings of a new symbol and posts them to POST /api/teach; when the
+// server collects (strokes serve --collect), copying a result posts the
+// drawing and that symbol to POST /api/collect.
 // Plain script, no build step, no dependencies.
 'use strict';
 
 (() => {
   const TOP_K = 5;
   const DEBOUNCE_MS = 150;
+  const TEACH_MIN = 3;      // drawings the page asks for before it teaches
+  const TEACH_MAX = 20;     // and the most it sends in one request (the server allows more)
 
   const $ = (id) => document.getElementById(id);
   const canvas = $('pad');
@@ -25,6 +31,9 @@
   let debounceTimer = 0;
   let requestId = 0;        // bumped for every request; only the latest may render
   let controller = null;    // AbortController of the in-flight request
+  let inkVersion = 0;       // bumped whenever the drawing changes
+  let collectedVersion = -1; // the drawing last posted to /api/collect
+  const server = { teach: false, collect: false, maxLabel: 64, maxDrawings: TEACH_MAX };
 
   /** "idle" (no ink), "pending" (ink changed, answer not shown yet), "ready", "error". */
   function setState(state) {
@@ -131,6 +140,7 @@
     activePointer = null;
     strokes.push(current);
     current = null;
+    inkVersion++;
     clearTimeout(debounceTimer);
     debounceTimer = setTimeout(classify, DEBOUNCE_MS);
   }
@@ -208,6 +218,20 @@
     return pct < 10 && pct > 0 ? `${pct.toFixed(1)}%` : `${Math.round(pct)}%`;
   }
 
+  const MODE_TEXT = { math: 'math mode', text: 'text mode', both: 'math and text mode' };
+
+  /** "math mode · \usepackage{amssymb}" (and "taught"), as detexify shows it. */
+  function describe(r) {
+    const meta = el('div', 'meta');
+    meta.append(el('span', 'mode', MODE_TEXT[r.mode] || String(r.mode || 'math mode')));
+    if (r.package) meta.append(el('span', 'pkg', `\\usepackage{${r.package}}`));
+    if (r.taught) meta.append(el('span', 'badge', 'taught'));
+    if (r.note) {
+      meta.append(el('span', 'note', r.note));
+    }
+    return meta;
+  }
+
   function renderResults(results) {
     if (!results.length) {
       showHint('No matches');
@@ -227,6 +251,7 @@
 
       const info = el('div', 'info');
       info.append(el('code', '', symbol));
+      info.append(describe(r));
       const prob = el('div', 'prob');
       prob.append(el('span', 'pct', pct));
       const bar = el('span', 'bar');
@@ -272,6 +297,7 @@
   resultsEl.addEventListener('click', async (e) => {
     const button = e.target.closest('button[data-copy]');
     if (!button) return;
+    collect(button.dataset.copy);
     const ok = await copyText(button.dataset.copy);
     button.textContent = ok ? 'Copied' : 'Failed';
     button.classList.toggle('copied', ok);
@@ -282,10 +308,163 @@
     }, 1200);
   });
 
+  // ---- collecting (only when the server says it collects) -------------------
+
+  /** Post the current drawing as an example of `symbol`, once per drawing. */
+  async function collect(symbol) {
+    if (!server.collect || !strokes.length || collectedVersion === inkVersion) return;
+    collectedVersion = inkVersion;
+    try {
+      const res = await fetch('/api/collect', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+        body: JSON.stringify({ label: symbol, drawing: compact(strokes) }),
+      });
+      if (res.ok) setStatus(`Kept this drawing as ${symbol}. Thanks!`);
+    } catch (_) { /* collecting is best effort: copying still worked */ }
+  }
+
+  /** Strokes as [x, y, t] arrays: about half the bytes of {x, y, t} objects. */
+  function compact(ink) {
+    return ink.map((s) => s.map((p) => [p.x, p.y, p.t]));
+  }
+
+  // ---- teaching: "Not in the list? Teach it" --------------------------------
+
+  const teachEl = $('teach');
+  const teachLabel = $('teach-label');
+  const teachShotsEl = $('teach-shots');
+  const teachCount = $('teach-count');
+  const teachAdd = $('teach-add');
+  const teachSubmit = $('teach-submit');
+  const teachStatus = $('teach-status');
+  const teachShots = [];    // drawings added so far (arrays of strokes)
+  let teaching = false;     // a request is in flight
+
+  function setTeachStatus(message, isError = false) {
+    teachStatus.textContent = message;
+    teachStatus.classList.toggle('is-error', Boolean(message) && isError);
+  }
+
+  function updateTeach() {
+    const n = teachShots.length;
+    teachCount.textContent = n >= TEACH_MIN
+      ? `${n} drawing${n === 1 ? '' : 's'}: ready to teach (more drawings help)`
+      : `${n} of ${TEACH_MIN} drawings`;
+    teachAdd.disabled = teaching || n >= server.maxDrawings;
+    teachSubmit.disabled = teaching || n < TEACH_MIN || !teachLabel.value.trim();
+  }
+
+  /** A small picture of a drawing, scaled to fit. */
+  function thumbnail(ink) {
+    const size = 44;
+    const dpr = window.devicePixelRatio || 1;
+    const c = document.createElement('canvas');
+    c.className = 'shot';
+    c.width = Math.round(size * dpr);
+    c.height = Math.round(size * dpr);
+    c.setAttribute('role', 'img');
+    c.setAttribute('aria-label', `Drawing ${teachShots.length}`);
+    const g = c.getContext('2d');
+    const pts = ink.flat();
+    const xs = pts.map((p) => p.x);
+    const ys = pts.map((p) => p.y);
+    const x0 = Math.min(...xs);
+    const y0 = Math.min(...ys);
+    const span = Math.max(1, Math.max(...xs) - x0, Math.max(...ys) - y0);
+    const k = (size - 8) / span;
+    const dx = (size - (Math.max(...xs) - x0) * k) / 2;
+    const dy = (size - (Math.max(...ys) - y0) * k) / 2;
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.lineCap = 'round';
+    g.lineJoin = 'round';
+    g.lineWidth = 1.6;
+    g.strokeStyle = getComputedStyle(canvas).color || '#111';
+    for (const s of ink) {
+      g.beginPath();
+      g.moveTo(dx + (s[0].x - x0) * k, dy + (s[0].y - y0) * k);
+      if (s.length === 1) g.lineTo(dx + (s[0].x - x0) * k + 0.01, dy + (s[0].y - y0) * k);
+      for (let i = 1; i < s.length; i++) g.lineTo(dx + (s[i].x - x0) * k, dy + (s[i].y - y0) * k);
+      g.stroke();
+    }
+    return c;
+  }
+
+  function addTeachDrawing() {
+    if (!strokes.length) {
+      setTeachStatus('Draw the symbol on the pad first, then press Add drawing.', true);
+      return;
+    }
+    if (teachShots.length >= server.maxDrawings) return;
+    const ink = strokes.map((s) => s.map((p) => ({ x: p.x, y: p.y, t: p.t })));
+    teachShots.push(ink);
+    teachShotsEl.append(thumbnail(ink));
+    clear();
+    const left = TEACH_MIN - teachShots.length;
+    setTeachStatus(left > 0 ? `Added. Draw it ${left} more time${left === 1 ? '' : 's'}.` : 'Added.');
+    updateTeach();
+  }
+
+  function resetTeach(keepStatus = false) {
+    teachShots.length = 0;
+    teachShotsEl.replaceChildren();
+    if (!keepStatus) setTeachStatus('');
+    updateTeach();
+  }
+
+  async function submitTeach() {
+    const label = teachLabel.value.trim();
+    if (!label) {
+      setTeachStatus('Type the LaTeX command first, e.g. \\heartsuit.', true);
+      teachLabel.focus();
+      return;
+    }
+    if (teachShots.length < TEACH_MIN) {
+      setTeachStatus(`Add at least ${TEACH_MIN} drawings first.`, true);
+      return;
+    }
+    teaching = true;
+    updateTeach();
+    setTeachStatus('Teaching…');
+    let res, data;
+    try {
+      res = await fetch('/api/teach', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+        body: JSON.stringify({ label, drawings: teachShots.map(compact) }),
+      });
+      data = await res.json().catch(() => null);
+    } catch (_) {
+      teaching = false;
+      updateTeach();
+      setTeachStatus('Cannot reach the server. Is it running?', true);
+      return;
+    }
+    teaching = false;
+    if (!res.ok || !data) {
+      updateTeach();
+      setTeachStatus((data && data.error) || `Server error (HTTP ${res.status}).`, true);
+      return;
+    }
+    resetTeach(true);
+    setTeachStatus(`Taught ${data.label} from ${data.stored} drawing${data.stored === 1 ? '' : 's'} `
+      + `(${data.total} in all). Draw it to try.`);
+    loadModelInfo();
+  }
+
+  teachAdd.addEventListener('click', addTeachDrawing);
+  teachSubmit.addEventListener('click', submitTeach);
+  $('teach-reset').addEventListener('click', () => resetTeach());
+  teachLabel.addEventListener('input', updateTeach);
+  teachLabel.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !teachSubmit.disabled) submitTeach();
+  });
+
   // ---- undo / clear ------------------------------------------------------
 
   function clear() {
     strokes.length = 0;
+    inkVersion++;
     current = null;
     activePointer = null;
     cancelRequests();
@@ -302,6 +481,7 @@
       activePointer = null;
     } else {
       strokes.pop();
+      inkVersion++;
     }
     if (!strokes.length) {
       clear();
@@ -325,15 +505,33 @@
     }
   });
 
-  // ---- footer: model info ------------------------------------------------
+  // ---- footer: model info; what the server allows --------------------------
+
+  async function loadServerInfo() {
+    try {
+      const res = await fetch('/healthz', { headers: { Accept: 'application/json' } });
+      if (!res.ok) return;
+      const data = await res.json();
+      server.teach = data.teach === true;
+      server.collect = data.collect === true;
+      if (Number.isInteger(data.max_label_chars)) server.maxLabel = data.max_label_chars;
+      if (Number.isInteger(data.max_drawings)) server.maxDrawings = Math.min(TEACH_MAX, data.max_drawings);
+    } catch (_) { return; }
+    teachLabel.maxLength = server.maxLabel;
+    teachEl.hidden = !server.teach;
+    $('collect-note').hidden = !server.collect;
+    updateTeach();
+  }
 
   async function loadModelInfo() {
     try {
       const res = await fetch('/api/symbols', { headers: { Accept: 'application/json' } });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const data = await res.json();
-      const count = Array.isArray(data.symbols) ? data.symbols.length : 0;
-      modelEl.textContent = `Model: ${data.model || 'unknown'} · ${count} symbols`;
+      const symbols = Array.isArray(data.symbols) ? data.symbols : [];
+      const taught = symbols.filter((s) => s && s.builtin === false).length;
+      modelEl.textContent = `Model: ${data.model || 'unknown'} · ${symbols.length} symbols`
+        + (taught ? ` (${taught} taught)` : '');
     } catch (_) {
       modelEl.textContent = 'Model: unavailable';
       if (!statusEl.textContent) setStatus('Cannot reach the server. Is it running?', true);
@@ -359,9 +557,11 @@
   // Ink colour follows the light/dark theme.
   window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', redraw);
 
-  window.strokesApp = { strokes, classify, clear, undo, redraw };
+  window.strokesApp = { strokes, classify, clear, undo, redraw, teachShots, server };
   resize();
   showHint();
   setState('idle');
+  updateTeach();
   loadModelInfo();
+  loadServerInfo();
 })();
