@@ -486,7 +486,7 @@ def cmd_bench(args) -> int:
     _interrupt_on_signals()
     finished = False
     try:
-        results = run_bench(ds, config, args.out, command=_argv(), progress=None)
+        results = run_bench(ds, config, args.out, command=_argv(), progress=None, report_only=args.report_only)
         finished = True
     finally:
         shutdown(sync=finished)
@@ -743,6 +743,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reversed, stroke-order, rotate-20, rotate-10, rotate+10, rotate+20, slant, aspect, sparse-2, sparse-3, dense-4, "
         "jitter, last-stroke-missing, flip-y (see strokes.probes); a finished cell gets the probes it lacks",
     )  # fmt: skip
+    sp.add_argument("--report-only", action="store_true", help="train nothing: report the finished cells of --out and name the ones still to run")
     sp.add_argument("--ddp", action="store_true", help="train every cell with DistributedDataParallel (re-launches through torchrun)")
     sp.add_argument("--procs", type=int, default=None, help="processes for --ddp (default: the GPU count, at least 2)")
     sp.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")

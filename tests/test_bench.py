@@ -533,3 +533,14 @@ def test_report_only_covers_finished_cells_and_names_the_rest(data, tmp_path):
     assert "Not finished yet" in (tmp_path / "report.md").read_text()
     with pytest.raises(ValueError, match="no finished cells"):
         run_bench(data, cfg, tmp_path / "empty", progress=False, report_only=True)
+
+
+def test_cli_report_only(tmp_path, capsys):
+    """strokes bench --report-only reports what an --out holds and trains nothing."""
+    args = ["bench", "--data", "synthetic:writers=6,samples=1", "--models", "lenet5", "--epochs", "1", "--seeds", "2",
+            "--device", "cpu", "--latency-samples", "3", "--probes", "none", "--out", str(tmp_path)]  # fmt: skip
+    assert main(args) == 0
+    (tmp_path / "cells" / "lenet5__s1.json").unlink()
+    assert main([*args, "--report-only"]) == 0
+    assert not (tmp_path / "cells" / "lenet5__s1.json").exists()
+    assert "Not finished yet" in (tmp_path / "report.md").read_text()
