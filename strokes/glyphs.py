@@ -19,6 +19,12 @@ math (in text they come out as other glyphs in the default font encoding).
 ``known=False``. A user-taught label such as ``\\mysymbol`` therefore shows as
 a math-mode command of no package, which is right for a macro defined in the
 document and harmless otherwise.
+
+:data:`LOOKALIKES` lists the symbols that no recognizer can tell apart from the
+drawing alone (``|`` and ``1``, ``o`` and ``0``, ...): only the surrounding
+expression decides. :func:`lookalike_groups` and :func:`top1_up_to_lookalikes`
+score a prediction as right when it lands in the true symbol's group, a figure
+reported *beside* the strict top-1, never instead of it.
 """
 
 from __future__ import annotations
@@ -26,7 +32,42 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["glyph", "GLYPHS", "symbol_info", "SymbolInfo", "SYMBOL_INFO", "MODES"]
+__all__ = ["glyph", "GLYPHS", "symbol_info", "SymbolInfo", "SYMBOL_INFO", "MODES", "LOOKALIKES", "lookalike_groups", "top1_up_to_lookalikes"]
+
+#: Groups of symbols drawn alike and told apart only by context (a vertical bar and a one,
+#: a letter o and a zero, upper and lower case C and X, and the times sign and x).
+LOOKALIKES: tuple[tuple[str, ...], ...] = (("|", "1"), ("o", "0"), ("C", "c"), ("X", "x", "\\times"))
+
+
+def lookalike_groups(vocab) -> list[int]:
+    """One group number per class of ``vocab``: classes of one :data:`LOOKALIKES` group
+    share the number of the group's first class in ``vocab``; every other class has its own index."""
+    if isinstance(vocab, (str, bytes)):
+        raise TypeError("vocab must be a sequence of class labels, not one string")
+    vocab = [str(v) for v in vocab]
+    index = {v: i for i, v in enumerate(vocab)}
+    group = list(range(len(vocab)))
+    for members in LOOKALIKES:
+        present = [index[m] for m in members if m in index]
+        for i in present:
+            group[i] = min(present)
+    return group
+
+
+def top1_up_to_lookalikes(predicted, target, vocab) -> float:
+    """The fraction of predictions (class indices into ``vocab``) in the same look-alike
+    group as their target; equal to plain top-1 when ``vocab`` has no look-alikes."""
+    import numpy as np
+
+    pred, true = np.asarray(predicted), np.asarray(target)
+    if pred.shape != true.shape or pred.ndim != 1:
+        raise ValueError(f"predicted and target must be 1-D and of one length, got shapes {pred.shape} and {true.shape}")
+    if len(pred) == 0:
+        raise ValueError("no predictions to score")
+    group = np.asarray(lookalike_groups(vocab))
+    if pred.min() < 0 or true.min() < 0 or max(pred.max(), true.max()) >= len(group):
+        raise ValueError(f"class indices must lie in [0, {len(group)}) for a vocabulary of {len(group)} classes")
+    return float((group[pred] == group[true]).mean())
 
 GLYPHS: dict[str, str] = {
     # Greek

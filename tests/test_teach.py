@@ -168,6 +168,33 @@ def test_methods_agree_on_the_math():
         build_head(["c"], feats, ["new"] * 6, cal, "nearest")
 
 
+def test_cap_keeps_reference_drawings_with_their_built_in_class():
+    """The cap: no reference drawing of a built-in class scores higher on a taught row than on its own class's top logit; without labels, no cap."""
+    rng = np.random.default_rng(1)
+    D, K = 16, 5
+    W, b = rng.normal(size=(K, D)), rng.normal(size=K) * 0.1
+    ref = np.abs(rng.normal(size=(200, D)))
+    ref_labels = [f"c{i % K}" for i in range(100)] + [None] * 100  # half of them of no built-in class
+    feats = ref[:6] + rng.normal(size=(6, D)) * 0.05  # taught drawings right on top of built-in reference drawings
+    capped_cal, plain_cal = calibrate(ref, W, b, ref_labels), calibrate(ref, W, b)
+    assert len(capped_cal.negatives) == 100 and plain_cal.negatives is None
+    for method in METHODS:
+        plain = build_head([f"c{i}" for i in range(K)], feats, ["new"] * 6, plain_cal, method)
+        capped = build_head([f"c{i}" for i in range(K)], feats, ["new"] * 6, capped_cal, method)
+        assert plain.cap.tolist() == [0.0] and capped.cap[0] > 0
+        neg = capped_cal.negatives.astype(np.float32)
+        assert (plain.taught_logits(neg)[:, 0] > capped_cal.negative_top).any()  # uncapped, it would take some
+        assert (capped.taught_logits(neg)[:, 0] <= capped_cal.negative_top + 1e-4).all()
+        np.testing.assert_allclose(capped.taught_logits(feats) + capped.cap, plain.taught_logits(feats), rtol=1e-5, atol=1e-4)
+    # a label's own reference drawings do not cap it: teaching "c0" (a built-in class) from them
+    own = build_head([f"c{i}" for i in range(K)], ref[:100:K], ["c0"] * 20, capped_cal, "imprint")
+    others = np.array([lab != "c0" for lab in capped_cal.negative_labels])
+    excess = own.taught_logits(capped_cal.negatives[others].astype(np.float32))[:, 0] - capped_cal.negative_top[others]
+    assert excess.max() <= 1e-4
+    with pytest.raises(ValueError, match="one class"):
+        calibrate(ref, W, b, ref_labels[:10])
+
+
 # ------------------------------------------------------------------------------------ caching and speed
 def test_cache_follows_the_store(tmp_path, stars):
     """A label taught after the first recognize() shows at once; rows deleted behind its back disappear."""
@@ -183,8 +210,16 @@ def test_cache_follows_the_store(tmp_path, stars):
     assert "\\star" not in got and "\\pentagram" in got
 
 
-def test_recognize_overhead_with_100_taught_symbols(tmp_path, mini):
-    """With 100 taught symbols, recognize() stays within 0.5 ms of its p50 without, and teaching one takes under 50 ms."""
+def test_recognize_with_100_taught_symbols_does_no_per_call_rework(tmp_path, mini, monkeypatch):
+    """With 100 taught symbols, a recognize() call after the first embeds only the ink and reuses the cached taught rows.
+
+    (What this costs in milliseconds, and what teach() costs, is measured by
+    benchmarks/bench_teach.py, never timed in a unit test.)
+    """
+    from strokes.io.user_symbols import open_store
+    from strokes.recognizer import get_recognizer
+    from strokes.teach import taught_head
+
     path = tmp_path / "u.sqlite"
     rng = np.random.default_rng(0)
     for i in range(100):
@@ -192,26 +227,23 @@ def test_recognize_overhead_with_100_taught_symbols(tmp_path, mini):
         strokes.teach(f"\\sym{i}", [mini[int(j)].strokes for j in idx], user_symbols=path)
     ink = mini[0].strokes
     strokes.recognize(ink, user_symbols=path)  # embeds the 500 drawings once
-
-    def extra_ms() -> float:
-        without, with_ = [], []
-        for _ in range(200):  # interleaved, so load from elsewhere hits both alike
-            t = time.perf_counter()
-            strokes.recognize(ink)
-            without.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            strokes.recognize(ink, user_symbols=path)
-            with_.append(time.perf_counter() - t)
-        return 1e3 * (np.median(with_) - np.median(without))
-
-    best = min(extra_ms() for _ in range(3))  # the best of three rounds: the cores are shared
-    assert best < 0.5, f"{best:.3f} ms more per call"
-    times = []
-    for i in range(5):
-        t = time.perf_counter()
-        strokes.teach("\\one", [ink], user_symbols=path)
-        times.append(time.perf_counter() - t)
-    assert 1e3 * np.median(times) < 50
+    rec = get_recognizer()
+    head = taught_head(rec, path)
+    embedded, rows_read = [], []
+    real_embed, store = rec.logits_and_features, open_store(path)
+    real_rows = store.rows
+    monkeypatch.setattr(rec, "logits_and_features", lambda inks: embedded.append(len(inks)) or real_embed(inks))
+    monkeypatch.setattr(store, "rows", lambda *a, **k: rows_read.append(1) or real_rows(*a, **k))
+    for _ in range(5):
+        res = strokes.recognize(ink, k=3, user_symbols=path)
+        assert len(res) == 3
+    assert embedded == [1] * 5  # the ink alone, once per call
+    assert rows_read == []  # the stored drawings are not read again
+    assert taught_head(rec, path) is head  # nor are the rows rebuilt
+    strokes.teach("\\one", [ink], user_symbols=path)
+    strokes.recognize(ink, user_symbols=path)
+    assert embedded[5:] == [1, 1] and len(rows_read) == 1  # a teach: only the new drawing is read and embedded
+    assert taught_head(rec, path) is not head
 
 
 # ------------------------------------------------------------------------------------ storage

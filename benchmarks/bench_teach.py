@@ -1,0 +1,553 @@
+#!/usr/bin/env python
+"""Teaching new symbols, measured (issue 17): few-shot enrolment on a model that never saw them.
+
+Protocol (all seeded by ``--seed``):
+
+1. CROHME (``--data``) is split by writer exactly as ``strokes train`` splits it
+   (``strokes.splits.split(mode="writer")``: train / val / test writers).
+2. ``--held-out`` classes (20) are left out: drawn at random among the classes with
+   at least 10 drawings in the val writers and 10 in the test writers.
+3. ``--model`` (vgg_gap, the default recognizer's architecture) is trained on the
+   train writers' drawings of the *other* classes only, with a vocabulary that
+   does not contain the held-out ones (``--part train``; resumable, skipped once
+   done). Its checkpoint is ``OUT/model/best.pt``.
+4. Enrolment (``--part measure``): for each k in ``--shots``, ``--reps`` times, k
+   drawings of every held-out class are picked from the **val writers** (the
+   enrolment writers: never trained on) and stored with the real
+   ``strokes.teach(label, inks, user_symbols=<fresh SQLite file>)``. The taught
+   symbols are then ranked with the built-in ones exactly as
+   ``recognize_batch(..., user_symbols=...)`` ranks them (``strokes.teach.taught_head``
+   on the test drawings' logits and embeddings, computed once; one repetition is
+   also run through ``recognize_batch`` itself and must give the same answers).
+   Scored on the **test writers** (other writers): held-out-class top-1 / top-5
+   (the taught label must win), and built-in top-1 on the test writers' drawings
+   of the other classes, against the untaught model.
+5. Cost: every ``teach()`` call of k = 5 drawings is timed (p50 / max); and
+   ``recognize()`` single-symbol latency with 100 taught symbols (the 20 held-out
+   classes plus 80 fresh labels, 5 drawings each) against none, calls interleaved,
+   the same inks, the model loaded once.
+6. Adaptation: for every (test writer, built-in class) with at least 8 drawings,
+   5 of that writer's drawings are taught under the class's own label (a fresh
+   store each) and that writer's remaining drawings of the class are scored
+   before and after; also that writer's drawings of other classes (the cost).
+
+Targets at k = 5 (issue 17): held-out top-1 >= 75 %, top-5 >= 92 %; built-in top-1
+drops by <= 0.5 pt; teach() <= 50 ms; recognize() p50 with 100 taught symbols at
+most 0.5 ms above the p50 without.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_teach.py --data ../shared/data/crohme            # train, then measure
+    .venv/bin/python benchmarks/bench_teach.py --data ../shared/data/crohme --part measure
+
+Writes ``OUT/results.json`` and the ``## Teaching new symbols (issue 17)`` section of
+``benchmarks/RESULTS.md`` (``--no-write`` to skip). Time the ``measure`` part on an
+otherwise idle machine: it reports the load average it saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+HEADING = "## Teaching new symbols (issue 17)"
+TARGETS = {"taught_top1": 0.75, "taught_top5": 0.92, "builtin_drop_pt": 0.5, "teach_ms": 50.0, "latency_extra_ms": 0.5}
+log = logging.getLogger("bench_teach")
+
+
+def rel(path) -> str:
+    """``path`` relative to the repository (or to the working directory) for printing."""
+    p = Path(path).resolve()
+    for base in (ROOT, Path.cwd()):
+        try:
+            return os.path.relpath(p, base)
+        except ValueError:
+            continue
+    return str(path)
+
+
+# ------------------------------------------------------------------------------------ the protocol
+def protocol(ds, n_held_out: int, seed: int) -> dict:
+    """The writer split of ``ds`` and the held-out classes (a dict of index arrays and names)."""
+    from strokes.splits import split
+
+    sp = split(ds, mode="writer", seed=seed)
+    C = len(ds.vocab)
+    in_val = np.bincount(ds.labels[sp.val], minlength=C)
+    in_test = np.bincount(ds.labels[sp.test], minlength=C)
+    eligible = np.flatnonzero((in_val >= 10) & (in_test >= 10))
+    if len(eligible) < n_held_out:
+        raise ValueError(f"only {len(eligible)} classes have 10 drawings in both the val and the test writers; lower --held-out")
+    rng = np.random.default_rng(seed)
+    held = np.sort(rng.choice(eligible, n_held_out, replace=False))
+    return {"split": sp, "held": held, "held_names": [ds.vocab[c] for c in held]}
+
+
+def reduced_dataset(ds, held: np.ndarray):
+    """``ds`` without the classes ``held``, with a vocabulary that lacks them; and the kept indices."""
+    from strokes.dataset import StrokeDataset
+
+    keep_class = np.ones(len(ds.vocab), bool)
+    keep_class[held] = False
+    kept = np.flatnonzero(keep_class[ds.labels])
+    sub = ds.subset(kept)
+    remap = np.cumsum(keep_class) - 1  # old class -> new class (for kept classes)
+    vocab = [c for c, k in zip(ds.vocab, keep_class) if k]
+    red = StrokeDataset(
+        sub.xy, sub.stroke_offsets, sub.sample_offsets, remap[sub.labels], vocab,
+        t=sub.t, writer_ids=sub.writer_ids, writer_names=sub.writer_names,
+        source_ids=sub.source_ids, source_names=sub.source_names,
+        name=f"{ds.name} without {len(held)} held-out classes",
+    )  # fmt: skip
+    return red, kept
+
+
+def train_part(args, ds, proto) -> Path:
+    """Train the model without the held-out classes (resumes; skipped when done). Returns best.pt."""
+    from strokes.splits import Split
+    from strokes.training.train import TrainConfig, Trainer
+
+    model_dir = Path(args.out) / "model"
+    done = model_dir / "done.json"
+    if done.exists():
+        log.info("the model without the held-out classes is trained already (%s)", rel(model_dir / "best.pt"))
+        return model_dir / "best.pt"
+    red, kept = reduced_dataset(ds, proto["held"])
+    sp = proto["split"]
+    pos = lambda idx: np.searchsorted(kept, idx[np.isin(idx, kept)])  # noqa: E731 - indices into red
+    red_split = Split(pos(sp.train), pos(sp.val), pos(sp.test), "writer", args.seed)
+    cfg = TrainConfig(model=args.model, epochs=args.epochs, seed=args.seed, device=args.device, patience=0)
+    last = model_dir / "last.pt"
+    t0 = time.perf_counter()
+    metrics = Trainer(cfg, model_dir).fit(red, resume=last if last.exists() else None, split=red_split)
+    summary = {
+        "model": args.model,
+        "epochs": args.epochs,
+        "classes": len(red.vocab),
+        "train": int(len(red_split.train)),
+        "val": int(len(red_split.val)),
+        "test": int(len(red_split.test)),
+        "seconds": time.perf_counter() - t0,
+        "test_top1": (metrics.get("test") or {}).get("top1"),
+        "val_top1": (metrics.get("val") or {}).get("top1"),
+        "best_epoch": metrics.get("best_epoch"),
+    }
+    from strokes._util import atomic_write
+
+    with atomic_write(done, "w") as fh:
+        json.dump(summary, fh, indent=1, default=float)
+    return model_dir / "best.pt"
+
+
+# ------------------------------------------------------------------------------------ measuring
+def embed(rec, inks, chunk: int = 512):
+    """(logits, features) of ``inks`` under ``rec``, in chunks."""
+    parts = [rec.logits_and_features(inks[a : a + chunk]) for a in range(0, len(inks), chunk)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def topk_hits(prob: np.ndarray, target: np.ndarray, k: int) -> np.ndarray:
+    """(N,) bool: the target column is among the ``k`` highest of each row."""
+    top = np.argsort(-prob, axis=1, kind="stable")[:, :k]
+    return (top == target[:, None]).any(1)
+
+
+def enrolment(args, ds, proto, rec, store_dir: Path) -> dict:
+    """Steps 4 and 5: held-out-class and built-in accuracy per k and method, and teach() cost."""
+    import strokes
+    from strokes.teach import METHODS, build_head, model_calibration, taught_head
+
+    sp, held, names = proto["split"], proto["held"], proto["held_names"]
+    vocab = rec.classes
+    col = {c: i for i, c in enumerate(vocab)}
+    test = sp.test
+    test_inks = [ds[int(i)].strokes for i in test]
+    logits, feats = embed(rec, test_inks)
+    y_name = np.array([ds.vocab[c] for c in ds.labels[test]], dtype=object)
+    is_new = np.isin(ds.labels[test], held)
+    builtin_target = np.array([col.get(n, -1) for n in y_name])
+    base_builtin = float((logits.argmax(1) == builtin_target)[~is_new].mean())
+    pool = {c: sp.val[ds.labels[sp.val] == c] for c in held}  # enrolment drawings: the val writers'
+    rng = np.random.default_rng(args.seed + 1)
+    shots = [int(s) for s in args.shots.split(",")]
+    margins = (1.0, 2.0)  # stricter caps than NEGATIVE_MARGIN (the trade-off), imprint at k = 5
+    variants = [*METHODS, "imprint, uncapped", *(f"imprint, margin {m:g}" for m in margins)]
+    rows: dict = {m: {} for m in variants}
+    teach_ms: list[float] = []
+    checked = None
+    for K in shots:
+        per = {m: [] for m in variants}
+        for r in range(args.reps):
+            path = store_dir / f"k{K}-r{r}.sqlite"
+            taught_inks, taught_labels = [], []
+            for c, name in zip(held, names):
+                picks = rng.choice(pool[c], K, replace=False)
+                taught_inks += [ds[int(i)].strokes for i in picks]
+                taught_labels += [name] * K
+                t0 = time.perf_counter()
+                strokes.teach(name, [ds[int(i)].strokes for i in picks], user_symbols=str(path))
+                if K == 5:
+                    teach_ms.append(1e3 * (time.perf_counter() - t0))
+            for m in variants:
+                if "margin" in m:
+                    if K != 5:
+                        continue
+                    teach_module = sys.modules["strokes.teach"]  # (the attribute strokes.teach is the function)
+                    saved = teach_module.NEGATIVE_MARGIN
+                    teach_module.NEGATIVE_MARGIN = float(m.rsplit(" ", 1)[1])
+                    try:
+                        head = build_head(vocab, embed(rec, taught_inks)[1], taught_labels, model_calibration(rec))
+                    finally:
+                        teach_module.NEGATIVE_MARGIN = saved
+                else:
+                    head = taught_head(rec, str(path), m.split(",")[0])
+                if m.endswith("uncapped"):
+                    head = copy.copy(head)
+                    head.cap = np.zeros_like(head.cap)
+                prob = head.probabilities(logits, feats)
+                lab_col = {str(n): j for j, n in enumerate(head.labels)}
+                target = np.array([lab_col[n] for n in y_name])
+                per_class = [float(topk_hits(prob[y_name == n], target[y_name == n], 1).mean()) for n in names]
+                per[m].append(
+                    {
+                        "taught_top1": float(topk_hits(prob[is_new], target[is_new], 1).mean()),
+                        "taught_top5": float(topk_hits(prob[is_new], target[is_new], 5).mean()),
+                        "builtin_top1": float(topk_hits(prob[~is_new], target[~is_new], 1).mean()),
+                        "per_class": per_class,
+                    }
+                )
+            if K == 5 and r == 0:  # the same answers through the public API
+                got = strokes.recognize_batch(test_inks, k=1, model=rec, user_symbols=str(path))
+                api_top1 = np.array([g[0][0] for g in got], dtype=object)
+                head = taught_head(rec, str(path))
+                mine = head.labels[head.probabilities(logits, feats).argmax(1)]
+                checked = {"inks": len(test_inks), "same_top1": int((api_top1 == mine).sum())}
+                if checked["same_top1"] != len(test_inks):
+                    raise RuntimeError(f"recognize_batch disagrees with taught_head on {len(test_inks) - checked['same_top1']} inks")
+        for m in variants:
+            if not per[m]:
+                continue
+            arr = {key: np.array([p[key] for p in per[m]]) for key in ("taught_top1", "taught_top5", "builtin_top1")}
+            rows[m][K] = {
+                **{f"{key}_mean": float(v.mean()) for key, v in arr.items()},
+                **{f"{key}_std": float(v.std(ddof=1)) if len(v) > 1 else 0.0 for key, v in arr.items()},
+                "per_class_top1": dict(zip(names, np.mean([p["per_class"] for p in per[m]], axis=0).tolist())),
+            }
+    return {
+        "test_new": int(is_new.sum()),
+        "test_builtin": int((~is_new).sum()),
+        "builtin_untaught_top1": base_builtin,
+        "enrolment_pool": {n: int(len(pool[c])) for c, n in zip(held, names)},
+        "by_method": rows,
+        "teach_ms": {"calls": len(teach_ms), "p50": float(np.median(teach_ms)), "p90": float(np.percentile(teach_ms, 90)), "max": float(np.max(teach_ms))},
+        "api_check": checked,
+    }
+
+
+def latency(args, ds, proto, rec, store_dir: Path) -> dict:
+    """recognize() p50 with 100 taught symbols against none (interleaved calls, same inks)."""
+    import strokes
+
+    sp, held, names = proto["split"], proto["held"], proto["held_names"]
+    rng = np.random.default_rng(args.seed + 2)
+    path = store_dir / "latency-100.sqlite"
+    for c, name in zip(held, names):
+        strokes.teach(name, [ds[int(i)].strokes for i in rng.choice(sp.val[ds.labels[sp.val] == c], 5, replace=False)], user_symbols=str(path))
+    others = rng.choice(sp.val, 5 * (100 - len(held)), replace=False).reshape(-1, 5)
+    for j, picks in enumerate(others):
+        strokes.teach(f"\\taught{{{j}}}", [ds[int(i)].strokes for i in picks], user_symbols=str(path))
+    inks = [ds[int(i)].strokes for i in rng.choice(sp.test, args.latency_calls, replace=False)]
+    for ink in inks[:20]:  # warm-up: caches, the taught rows' embeddings, allocator
+        strokes.recognize(ink, model=rec)
+        strokes.recognize(ink, model=rec, user_symbols=str(path))
+    plain, taught = [], []
+    for ink in inks:
+        t0 = time.perf_counter()
+        strokes.recognize(ink, model=rec)
+        t1 = time.perf_counter()
+        strokes.recognize(ink, model=rec, user_symbols=str(path))
+        t2 = time.perf_counter()
+        plain.append(t1 - t0)
+        taught.append(t2 - t1)
+    p50 = lambda v: 1e3 * float(np.median(v))  # noqa: E731
+    return {"calls": len(inks), "taught_symbols": 100, "p50_without_ms": p50(plain), "p50_with_ms": p50(taught), "extra_ms": p50(taught) - p50(plain)}
+
+
+def adaptation(args, ds, proto, rec) -> dict:
+    """Step 6: teaching 5 drawings of a known class by one test writer, scored on that writer's others."""
+    from strokes.teach import build_head, model_calibration
+
+    sp = proto["split"]
+    vocab = rec.classes
+    col = {c: i for i, c in enumerate(vocab)}
+    test = sp.test
+    known = np.array([ds.vocab[c] in col for c in ds.labels[test]])
+    test = test[known]
+    logits, feats = embed(rec, [ds[int(i)].strokes for i in test])
+    y = np.array([col[ds.vocab[c]] for c in ds.labels[test]])
+    w = ds.writer_ids[test]
+    cal = model_calibration(rec)
+    rng = np.random.default_rng(args.seed + 3)
+    pairs = []
+    for writer in np.unique(w):
+        mine = w == writer
+        counts = np.bincount(y[mine], minlength=len(vocab))
+        for c in np.flatnonzero(counts >= 8):
+            idx = np.flatnonzero(mine & (y == c))
+            teach = rng.choice(idx, 5, replace=False)
+            rest = np.setdiff1d(idx, teach)
+            other = np.flatnonzero(mine & (y != c))
+            head = build_head(vocab, feats[teach], [vocab[c]] * 5, cal)
+            prob = head.probabilities(logits[np.concatenate([rest, other])], feats[np.concatenate([rest, other])])
+            hit = prob.argmax(1) == y[np.concatenate([rest, other])]
+            before = logits[rest].argmax(1) == c
+            pairs.append(
+                {
+                    "writer": int(writer),
+                    "class": vocab[c],
+                    "scored": int(len(rest)),
+                    "before": float(before.mean()),
+                    "after": float(hit[: len(rest)].mean()),
+                    "other_before": float((logits[other].argmax(1) == y[other]).mean()) if len(other) else float("nan"),
+                    "other_after": float(hit[len(rest) :].mean()) if len(other) else float("nan"),
+                }
+            )
+    before = np.array([p["before"] for p in pairs])
+    after = np.array([p["after"] for p in pairs])
+    weak = before < 1.0
+    ob = np.array([p["other_before"] for p in pairs])
+    oa = np.array([p["other_after"] for p in pairs])
+    return {
+        "pairs": len(pairs),
+        "writers": int(len({p["writer"] for p in pairs})),
+        "before": float(before.mean()),
+        "after": float(after.mean()),
+        "weak_pairs": int(weak.sum()),
+        "weak_before": float(before[weak].mean()) if weak.any() else float("nan"),
+        "weak_after": float(after[weak].mean()) if weak.any() else float("nan"),
+        "improved": int((after > before).sum()),
+        "worse": int((after < before).sum()),
+        "other_before": float(np.nanmean(ob)),
+        "other_after": float(np.nanmean(oa)),
+        "worst": sorted(pairs, key=lambda p: p["after"] - p["before"])[:3],
+    }
+
+
+def reference(args, ds, proto) -> dict | None:
+    """Top-1 of a model trained *with* every class (``--reference``) on the same test drawings: the ceiling."""
+    from strokes.training.checkpoint import load_checkpoint
+    from strokes.training.ensemble import _member_logits
+
+    if not args.reference or not Path(args.reference).exists():
+        return None
+    m = load_checkpoint(args.reference)
+    sp, held = proto["split"], proto["held"]
+    if set(m.vocab) != set(ds.vocab):
+        raise ValueError(f"--reference {args.reference} does not know every class of {ds.name}")
+    logits, y = _member_logits([("reference", m)], ds, sp.test, m.vocab, m.pipeline, "cpu", 1024)
+    lg, y = logits[0].numpy(), y.numpy()
+    is_new = np.isin(ds.labels[sp.test], held)
+    hit1, hit5 = topk_hits(lg, y, 1), topk_hits(lg, y, 5)
+    return {"checkpoint": rel(args.reference), "model": m.name, "held_out_top1": float(hit1[is_new].mean()),
+            "held_out_top5": float(hit5[is_new].mean()), "builtin_top1": float(hit1[~is_new].mean())}  # fmt: skip
+
+
+def measure_part(args, ds, proto, ckpt: Path) -> dict:
+    import torch
+
+    from strokes.recognizer import get_recognizer
+
+    torch.set_num_threads(args.threads) if args.threads else None
+    rec = get_recognizer(str(ckpt))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    with tempfile.TemporaryDirectory(prefix="bench-teach-") as tmp:
+        t0 = time.perf_counter()
+        enrol = enrolment(args, ds, proto, rec, Path(tmp))
+        lat = latency(args, ds, proto, rec, Path(tmp))
+        adapt = adaptation(args, ds, proto, rec)
+        ref = reference(args, ds, proto)
+        seconds = time.perf_counter() - t0
+    done = json.loads((Path(args.out) / "model" / "done.json").read_text())
+    return {
+        "data": rel(args.data) if Path(args.data).exists() else args.data,
+        "seed": args.seed,
+        "held_out": proto["held_names"],
+        "model": done,
+        "enrolment": enrol,
+        "latency": lat,
+        "adaptation": adapt,
+        "reference": ref,
+        "torch_threads": torch.get_num_threads(),
+        "load_average_at_start": load,
+        "load_average_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
+        "measure_seconds": seconds,
+    }
+
+
+# ------------------------------------------------------------------------------------ report
+def verdict(res: dict) -> list[tuple[str, str, str, bool]]:
+    """(what, target, measured, met) per target of issue 17, at k = 5 with the default method."""
+    from strokes.teach import DEFAULT_METHOD
+
+    r5 = res["enrolment"]["by_method"][DEFAULT_METHOD][5]
+    drop = 100 * (res["enrolment"]["builtin_untaught_top1"] - r5["builtin_top1_mean"])
+    return [
+        ("held-out-class top-1", "≥ 75 %", f"{100 * r5['taught_top1_mean']:.1f} %", r5["taught_top1_mean"] >= TARGETS["taught_top1"]),
+        ("held-out-class top-5", "≥ 92 %", f"{100 * r5['taught_top5_mean']:.1f} %", r5["taught_top5_mean"] >= TARGETS["taught_top5"]),
+        ("built-in top-1 drop", "≤ 0.5 pt", f"{drop:.2f} pt", drop <= TARGETS["builtin_drop_pt"]),
+        ("teach() of 5 drawings, p50", "≤ 50 ms", f"{res['enrolment']['teach_ms']['p50']:.1f} ms (max {res['enrolment']['teach_ms']['max']:.1f})",
+         res["enrolment"]["teach_ms"]["p50"] <= TARGETS["teach_ms"]),
+        ("recognize() p50, 100 taught vs none", "≤ +0.5 ms", f"{res['latency']['p50_with_ms']:.2f} vs {res['latency']['p50_without_ms']:.2f} ms "
+         f"({res['latency']['extra_ms']:+.2f})", res["latency"]["extra_ms"] <= TARGETS["latency_extra_ms"]),
+    ]  # fmt: skip
+
+
+def render(res: dict, command: str) -> str:
+    from strokes.teach import DEFAULT_METHOD
+
+    e, m, a = res["enrolment"], res["model"], res["adaptation"]
+    shots = list(e["by_method"][DEFAULT_METHOD])
+    reps = "repetitions"
+    out = [
+        HEADING,
+        "",
+        f"Command: `{command}` (seed {res['seed']}; the `measure` part took {res['measure_seconds']:.0f} s, "
+        f"{res['torch_threads']} torch thread(s), load average {res['load_average_at_start']:.2f} at its start and "
+        f"{res['load_average_at_end']:.2f} at its end).",
+        "",
+        f"Protocol: the data (`{res['data']}`) split by writer as `strokes train` splits it. {len(res['held_out'])} classes are left out "
+        f"(seeded, among those with ≥ 10 drawings in both the val and the test writers): {', '.join(f'`{n}`' for n in res['held_out'])}. "
+        f"A `{m['model']}` is trained {m['epochs']} epochs on the train writers' drawings of the other {m['classes']} classes "
+        f"({m['train']:,} drawings; test top-1 on them {100 * (m['test_top1'] or float('nan')):.2f} %). "
+        f"k drawings of each left-out class are taught from the val writers (never trained on) with `strokes.teach` into a fresh "
+        f"SQLite store, and {e['test_new']:,} test-writer drawings of those classes must be named by their taught label, ranked "
+        f"among all {m['classes'] + len(res['held_out'])} symbols; {e['test_builtin']:,} test-writer drawings of the built-in classes "
+        f"measure the cost (untaught: {100 * e['builtin_untaught_top1']:.2f} % top-1). Mean ± std over the repetitions; one repetition "
+        f"was also run through `recognize_batch` and gave the same top-1 on all {e['api_check']['inks']:,} inks.",
+        "",
+        "| method | k | held-out top-1 | held-out top-5 | built-in top-1 | built-in change |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for method, rows in e["by_method"].items():
+        for k in rows:
+            r = rows[k]
+            out.append(
+                f"| {method}{' (default)' if method == DEFAULT_METHOD else ''} | {k} | {100 * r['taught_top1_mean']:.1f} ± {100 * r['taught_top1_std']:.1f} | "
+                f"{100 * r['taught_top5_mean']:.1f} ± {100 * r['taught_top5_std']:.1f} | {100 * r['builtin_top1_mean']:.2f} | "
+                f"{100 * (r['builtin_top1_mean'] - e['builtin_untaught_top1']):+.2f} pt |"
+            )
+    ref = res.get("reference")
+    if ref:
+        out += [
+            f"| *trained with all classes* (`{ref['model']}`, the ceiling) | — | {100 * ref['held_out_top1']:.1f} | "
+            f"{100 * ref['held_out_top5']:.1f} | {100 * ref['builtin_top1']:.2f} | {100 * (ref['builtin_top1'] - e['builtin_untaught_top1']):+.2f} pt |"
+        ]
+    out += ["", f"Targets at k = 5 ({DEFAULT_METHOD}, the default):", "", "| target | required | measured | met |", "|---|---|---|---|"]
+    out += [f"| {w} | {t} | {v} | {'yes' if ok else '**no**'} |" for w, t, v, ok in verdict(res)]
+    bm = e["by_method"]
+    unc, cap = bm["imprint, uncapped"][5], bm[DEFAULT_METHOD][5]
+    base = e["builtin_untaught_top1"]
+    out += ["", (
+        f"Reading it: the left-out classes include look-alikes of classes the model keeps (`z` of `2`, `|` of `1`, `x` of `\\times`, `,` of `)`), "
+        f"which a model that never saw them cannot separate in its embedding. Uncapped imprinting lets the taught rows take "
+        f"{100 * (base - unc['builtin_top1_mean']):.1f} pt of built-in drawings at k = 5. The cap (no reference drawing of a built-in "
+        f"class may score higher on a taught row than on its own top class; 0 margin, the default) cuts that to "
+        f"{100 * (base - cap['builtin_top1_mean']):.1f} pt for {100 * (unc['taught_top1_mean'] - cap['taught_top1_mean']):.1f} pt of taught top-1; "
+        + ", ".join(f"margin {k.rsplit(' ', 1)[1]}: {100 * v[5]['taught_top1_mean']:.1f} % taught, {100 * (base - v[5]['builtin_top1_mean']):.1f} pt drop"
+                    for k, v in bm.items() if "margin" in k)
+        + "."
+        + (f" Even training with all {m['classes'] + len(res['held_out'])} classes (the ceiling) costs the built-in classes "
+           f"{100 * (base - ref['builtin_top1']):.2f} pt against the {m['classes']}-class model: the ≤ 0.5 pt target is stricter than retraining "
+           f"achieves on these classes." if ref else "")
+    )]
+    pc = e["by_method"][DEFAULT_METHOD][5]["per_class_top1"]
+    worst = sorted(pc.items(), key=lambda kv: kv[1])[:5]
+    out += [
+        "",
+        f"Per held-out class at k = 5 (top-1), the five hardest: {', '.join(f'`{n}` {100 * v:.0f} %' for n, v in worst)}; "
+        f"the best: {', '.join(f'`{n}` {100 * v:.0f} %' for n, v in sorted(pc.items(), key=lambda kv: -kv[1])[:3])}.",
+        "",
+        f"Adaptation: for each of the {a['pairs']} (test writer, built-in class) pairs with ≥ 8 drawings ({a['writers']} writers), "
+        f"5 of the writer's drawings of the class are taught under its own label and the writer's other drawings are scored. "
+        f"The class's top-1 goes from {100 * a['before']:.1f} % to {100 * a['after']:.1f} %; on the {a['weak_pairs']} pairs the "
+        f"model did not already get all right, from {100 * a['weak_before']:.1f} % to {100 * a['weak_after']:.1f} % "
+        f"({a['improved']} pairs better, {a['worse']} worse). The same writer's other classes: "
+        f"{100 * a['other_before']:.2f} % → {100 * a['other_after']:.2f} %.",
+        "",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="../shared/data/crohme", help="CROHME InkML directory (default ../shared/data/crohme)")
+    ap.add_argument("--out", default="benchmarks/results/bench_teach", help="model and results folder")
+    ap.add_argument("--part", choices=("train", "measure", "all", "report"), default="all",
+                    help="train, measure, both (all), or report: write RESULTS.md from OUT/results.json again")
+    ap.add_argument("--model", default="vgg_gap", help="architecture trained without the held-out classes (default vgg_gap)")
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--held-out", type=int, default=20)
+    ap.add_argument("--shots", default="1,3,5,10")
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--latency-calls", type=int, default=400)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads while measuring (default: torch's)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reference", default="benchmarks/results/crohme-converged/cells/vgg_gap__s0/best.pt",
+                    help="a checkpoint trained with every class on the same writer split (the ceiling; skipped when missing)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if "5" not in args.shots.split(","):
+        ap.error("--shots must include 5 (the targets are at k = 5)")
+    if args.part == "report":
+        res = json.loads((Path(args.out) / "results.json").read_text())
+        for block in res["enrolment"]["by_method"].values():  # JSON keys are strings
+            for k in list(block):
+                block[int(k)] = block.pop(k)
+        return write_report(args, res)
+    import strokes
+
+    ds = strokes.load(args.data, progress=False)
+    proto = protocol(ds, args.held_out, args.seed)
+    log.info("held out: %s", " ".join(proto["held_names"]))
+    ckpt = train_part(args, ds, proto) if args.part in ("train", "all") else Path(args.out) / "model" / "best.pt"
+    if args.part == "train":
+        return 0
+    if not (Path(args.out) / "model" / "done.json").exists():
+        raise SystemExit(f"no trained model in {rel(Path(args.out) / 'model')}: run --part train first")
+    res = measure_part(args, ds, proto, ckpt)
+    from strokes._util import atomic_write
+
+    with atomic_write(Path(args.out) / "results.json", "w") as fh:
+        json.dump(res, fh, indent=1, default=float)
+    return write_report(args, res)
+
+
+def write_report(args, res: dict) -> int:
+    command = "python benchmarks/bench_teach.py --data " + res["data"] + (f" --seed {args.seed}" if args.seed else "")
+    text = render(res, command)
+    print(text)
+    if not args.no_write:
+        from benchmarks._results import write_section
+
+        write_section(args.results, HEADING, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
