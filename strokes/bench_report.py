@@ -198,14 +198,19 @@ def equal_compute(results: dict, summary: list[dict], n_points: int = 3) -> dict
     """Val top-1 of every model read off its learning curve at the same training times.
 
     The times are ``1/n, 2/n, ..., 1`` of the shortest model's total training
-    time (so every model has a reading). The reading at time ``t`` is the mean
-    over seeds of the last validation at or before ``t``, i.e. what that model
-    could have delivered after ``t`` seconds of training on this machine
-    (with its own schedule, which had not decayed yet: a schedule fitted to ``t``
-    would score somewhat higher).
+    time when every model has finished an epoch by the first of them. When some
+    model's first epoch takes longer (a fast small model beside slow large
+    ones), they are instead ``n`` geometrically spaced times from the latest
+    first epoch to the median total training time, so that the large models
+    are read too. The reading at time ``t`` is the mean over seeds of the last
+    validation at or before ``t``, i.e. what that model could have delivered
+    after ``t`` seconds of training on this machine (with its own schedule,
+    which had not decayed yet: a schedule fitted to ``t`` would score somewhat
+    higher); a model that had finished before ``t`` gives its final reading,
+    flagged in ``finished``.
 
     Returns:
-        ``{"times": [...], "rows": [{"model", "representation", "top1": [...]}], "best": [...]}``,
+        ``{"times": [...], "rows": [{"model", "representation", "top1": [...], "finished": [...]}], "best": [...]}``,
         or None when no cell has a curve.
     """
     curves = {}
@@ -218,13 +223,18 @@ def equal_compute(results: dict, summary: list[dict], n_points: int = 3) -> dict
         return None
     horizon = min(secs[-1] for _, secs, _ in curves.values())
     times = [horizon * (i + 1) / n_points for i in range(n_points)]
+    first = max(secs[0] for _, secs, _ in curves.values())
+    if first > times[0] * (1 + 1e-9):  # some model has no reading yet: span the large models' runs instead
+        hi = max(first, float(np.median([secs[-1] for _, secs, _ in curves.values()])))
+        times = [float(t) for t in np.geomspace(first, hi, n_points)] if hi > first * (1 + 1e-9) else [first]
     rows = []
     for model, (kind, secs, top1) in curves.items():
         reads = []
         for t in times:
             done = np.flatnonzero(secs <= t * (1 + 1e-9))
             reads.append(float(top1[done[-1]]) if len(done) else None)
-        rows.append({"model": model, "representation": kind, "top1": reads})
+        finished = [bool(t > secs[-1] * (1 + 1e-9)) for t in times]
+        rows.append({"model": model, "representation": kind, "top1": reads, "finished": finished})
     best = []
     for i in range(len(times)):
         have = [r for r in rows if r["top1"][i] is not None]
@@ -418,7 +428,11 @@ def verdict(results: dict, summary: list[dict]) -> list[str]:
     if eq and len(eq["rows"]) > 1:
         t = eq["times"][-1]
         rows = sorted(eq["rows"], key=lambda r: -(r["top1"][-1] or 0))
-        reads = ", ".join(f"`{r['model']}` {100 * r['top1'][-1]:.2f}%" for r in rows if r["top1"][-1] is not None)
+        reads = ", ".join(
+            f"`{r['model']}` {100 * r['top1'][-1]:.2f}%" + (" (its whole run, finished earlier)" if (r.get("finished") or [False])[-1] else "")
+            for r in rows
+            if r["top1"][-1] is not None
+        )
         out.append(
             f"**At equal compute** ({t:.0f} s of training each, val top-1 read off the curves): {reads}. "
             "This ranks how fast each model learns on this machine, not what its representation can reach."
@@ -740,14 +754,15 @@ def render_report(results: dict, image_prefix: str = "") -> str:
             "",
             "Validation top-1 % read off each model's learning curve (mean over seeds) after the same training time: "
             "how fast each model learns on this machine. Each model ran its own schedule, not yet decayed at the "
-            "earlier times.",
+            "earlier times. † : the model had finished training before that time; its final reading.",
             "",
             "| model | representation | " + " | ".join(f"{t:.0f} s" for t in eq["times"]) + " |",
             "|---|---|" + "--:|" * len(eq["times"]),
         ]
         for r in eq["rows"]:
+            done = r.get("finished") or [False] * len(r["top1"])
             cells = [
-                "–" if v is None else (f"**{100 * v:.2f}**" if eq["best"][i] == r["model"] else f"{100 * v:.2f}")
+                "–" if v is None else (f"**{100 * v:.2f}**" if eq["best"][i] == r["model"] else f"{100 * v:.2f}") + (" †" if done[i] and v is not None else "")
                 for i, v in enumerate(r["top1"])
             ]
             lines.append(f"| {r['model']} | {r['representation']} | " + " | ".join(cells) + " |")

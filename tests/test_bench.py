@@ -382,6 +382,24 @@ def test_fusion_verdict_also_waits_for_convergence():
     assert "Fusion at convergence: not settled" in text and "behind" not in text
 
 
+def test_equal_compute_spans_the_large_models_when_a_small_one_finishes_first():
+    """When a small model finishes before a large one's first epoch, the times run from that first epoch to the median run."""
+    kinds = {"big": "sequence", "small": "image", "mid": "both"}
+    results = _fake({"big": [0.9, 0.9], "small": [0.8, 0.8], "mid": [0.85, 0.85]}, kinds,
+                    seconds={"big": 100.0, "small": 5.0, "mid": 50.0})  # fmt: skip
+    eq = equal_compute(results, summarize(results))
+    totals = {"big": 800.0, "small": 40.0, "mid": 400.0}  # 8 epochs each
+    assert eq["times"][0] == pytest.approx(100.0) and eq["times"][-1] == pytest.approx(400.0)  # big's 1st epoch .. the median run
+    rows = {r["model"]: r for r in eq["rows"]}
+    assert all(v is not None for r in rows.values() for v in r["top1"])  # every model is read at every time
+    assert rows["small"]["finished"] == [True, True, True] and rows["big"]["finished"] == [False, False, False]
+    assert rows["mid"]["finished"] == [False, False, False]  # it ends at the last time, not before it
+    assert [r["top1"][-1] for r in (rows["small"], rows["big"])] == pytest.approx([0.8, results["cells"][0]["history"][3]["val_top1"]])
+    assert totals["small"] < eq["times"][0]
+    text = " ".join(verdict(results, summarize(results)))
+    assert "At equal compute** (400 s of training each" in text and "`small` 80.00% (its whole run, finished earlier)" in text
+
+
 def test_equal_compute_reads_the_curves_at_the_same_times():
     """Equal compute reads each model's val top-1 at fractions of the shortest run's training time."""
     kinds = {"slow": "sequence", "fast": "image"}
