@@ -144,6 +144,56 @@ def run_seed(ds, seed: int, members: dict[str, Path], device: str, max_size: int
             "best_single_errors": int(wrong.sum()), "rescued_by": rescued, "confusion": confusion}  # fmt: skip
 
 
+def probe_combo(ds, seed: int, members: dict[str, Path], combo: list[str], probes: list[str], device: str) -> dict:
+    """Top-1 of the val-fitted late fusion of ``combo`` (and of each member) on the test writers'
+    ink perturbed by each probe (``strokes.probes``, seeded by ``seed``), against clean ink."""
+    import torch
+
+    from strokes.probes import apply_probe
+    from strokes.splits import split
+    from strokes.training.checkpoint import load_checkpoint
+    from strokes.training.ensemble import _member_logits, fit_weights
+
+    sp = split(ds, mode="writer", seed=seed)
+    got = {n: member_logits(members[n], ds, sp, device) for n in combo}
+    vocab = got[combo[0]]["vocab"]
+    index = {v: i for i, v in enumerate(vocab)}
+    y_val = np.array([index[ds.vocab[c]] for c in ds.labels[sp.val]])
+    w = fit_weights([torch.from_numpy(log_softmax(got[n]["val"].astype(np.float64))) for n in combo], torch.from_numpy(y_val), seed=seed)
+    loaded = {n: load_checkpoint(members[n] / "best.pt", device=device) for n in combo}
+    test = ds.subset(sp.test)
+    out = {"weights": dict(zip(combo, map(float, w))), "top1": {}}
+    for probe in ["clean", *probes]:
+        data = test if probe == "clean" else apply_probe(test, probe, seed=seed)
+        lps = {}
+        for n in combo:
+            m = loaded[n]
+            logits, y = _member_logits([(n, m)], data, np.arange(len(data)), m.vocab, m.pipeline, device, 1024)
+            lps[n] = log_softmax(logits[0].double().numpy())
+        y = y.numpy()
+        mix = sum(wi * lps[n] for wi, n in zip(w, combo))
+        out["top1"][probe] = {"fusion": float((mix.argmax(1) == y).mean()), **{n: float((lps[n].argmax(1) == y).mean()) for n in combo}}
+        log.info("probe %s: %s", probe, out["top1"][probe])
+    return out
+
+
+def probe_table(res: dict) -> str:
+    combo = list(res["weights"])
+    clean = res["top1"]["clean"]
+    cols = ["fusion", *combo]
+    lines = [
+        f"Late fusion of {' + '.join(f'`{n}`' for n in combo)} (weights {', '.join(f'{v:.2f}' for v in res['weights'].values())}, fitted on "
+        "clean validation ink) and its members, test top-1 % under each probe, change against clean ink in points:",
+        "",
+        "| probe | " + " | ".join("late fusion" if c == "fusion" else f"`{c}`" for c in cols) + " |",
+        "|---|" + "--:|" * len(cols),
+    ]
+    for probe, row in res["top1"].items():
+        cells = [f"{100 * row[c]:.2f}" + ("" if probe == "clean" else f" ({100 * (row[c] - clean[c]):+.2f})") for c in cols]
+        lines.append(f"| {probe} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def summarize(results: list[dict]) -> str:
     combos = list(results[0]["combos"])
     n = len(results)
@@ -203,6 +253,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-size", type=int, default=4, help="largest combination scored (default 4)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--probe-combo", default=None, help="members joined by + (e.g. tcn+vgg_gap): also score their late "
+                    "fusion under --probes on the first seed")  # fmt: skip
+    ap.add_argument("--probes", default="reversed,stroke-order,rotate-10,rotate+10,sparse-3")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import strokes
@@ -224,16 +277,26 @@ def main(argv=None) -> int:
             raise SystemExit(f"seed {seed}: fewer than 2 finished cells with best.pt in {args.bench}")
         log.info("seed %d: members %s", seed, ", ".join(f"{k} ({rel(v)})" for k, v in members.items()))
         results.append(run_seed(ds, seed, members, args.device, args.max_size))
+    probed = None
+    if args.probe_combo:
+        seed0 = int(args.seeds.split(",")[0])
+        members0 = {}
+        for spec in args.bench:
+            tag, _, folder = spec.rpartition("=")
+            for cell in sorted(Path(folder, "cells").glob(f"*__s{seed0}")):
+                members0[cell.name.split("__")[0] + (f"@{tag}" if tag else "")] = cell
+        probed = probe_combo(ds, seed0, members0, args.probe_combo.split("+"), args.probes.split(","), args.device)
     common = set.intersection(*(set(r["combos"]) for r in results))
     for r in results:
         r["combos"] = {c: v for c, v in r["combos"].items() if c in common}
-    text = summarize(results)
+    text = summarize(results) + ("\n" + probe_table(probed) if probed else "")
     print(text)
     if args.json:
         from strokes._util import atomic_write
 
         with atomic_write(args.json, "w") as fh:
-            json.dump({"data": args.data, "bench": [rel(b.rpartition("=")[2]) for b in args.bench], "results": results, "markdown": text}, fh, indent=1)
+            json.dump({"data": args.data, "bench": [rel(b.rpartition("=")[2]) for b in args.bench], "results": results,
+                       "probes": probed, "markdown": text}, fh, indent=1)  # fmt: skip
     return 0
 
 
