@@ -39,3 +39,16 @@ def assert_same_data(a: StrokeDataset, b: StrokeDataset) -> None:
     else:
         assert b.t is not None
         np.testing.assert_array_equal(a.t, b.t)
+
+
+def star(rng, n: int = 10) -> list[np.ndarray]:
+    """A pentagram in one stroke, randomly rotated, sheared, scaled, moved and jittered: a symbol the model lacks."""
+    k = np.arange(6) * 4 * np.pi / 5 + np.pi / 2
+    v = np.stack([np.cos(k), -np.sin(k)], 1)  # y down
+    seg = np.linspace(0, 1, n, endpoint=False)[:, None]
+    pts = np.concatenate([v[i] + seg * (v[i + 1] - v[i]) for i in range(5)] + [v[5:6]])  # (5n + 1, 2)
+    a, sh = rng.normal(0, 0.12), rng.normal(0, 0.1)
+    m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.array([[1, sh], [0, 1]])
+    s = rng.uniform(50, 150)
+    pts = (pts @ m.T) * s * np.array([rng.uniform(0.85, 1.15), 1]) + rng.uniform(0, 300, 2)
+    return [pts + rng.normal(0, 0.01 * s, pts.shape)]

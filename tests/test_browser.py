@@ -20,6 +20,7 @@ import pytest
 pytest.importorskip("starlette")
 webdriver = pytest.importorskip("selenium.webdriver")
 
+from datasets import star  # noqa: E402
 from serving import running_server  # noqa: E402
 
 from strokes.synthetic import WriterStyle, generate_ink  # noqa: E402
@@ -170,18 +171,6 @@ def test_copy_posts_nothing_without_collect(page):
 
 
 # ------------------------------------------------------------ teaching through the page (issue 17)
-def _star(rng, n: int = 10) -> list[np.ndarray]:
-    """A pentagram in one stroke, randomly rotated, sheared and jittered: a symbol the model lacks."""
-    k = np.arange(6) * 4 * np.pi / 5 + np.pi / 2
-    v = np.stack([np.cos(k), -np.sin(k)], 1)  # y down
-    seg = np.linspace(0, 1, n, endpoint=False)[:, None]
-    pts = np.concatenate([v[i] + seg * (v[i + 1] - v[i]) for i in range(5)] + [v[5:6]])
-    a, sh = rng.normal(0, 0.12), rng.normal(0, 0.1)
-    m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.array([[1, sh], [0, 1]])
-    pts = (pts @ m.T) * 100 * np.array([rng.uniform(0.85, 1.15), 1])
-    return [pts + rng.normal(0, 1.0, pts.shape)]
-
-
 def _symbols_shown(driver):
     from selenium.webdriver.common.by import By
 
@@ -211,7 +200,7 @@ def test_teach_a_new_symbol_through_the_page(teach_page):
     canvas = driver.find_element(By.ID, "pad")
     rng = np.random.default_rng(0)
     for i in range(3):
-        _draw(driver, canvas, _star(rng))
+        _draw(driver, canvas, star(rng))
         _wait(driver, lambda d: d.execute_script("return document.body.dataset.state") == "ready")
         assert label not in _symbols_shown(driver)  # not known before teaching
         driver.find_element(By.ID, "teach-add").click()
@@ -225,7 +214,7 @@ def test_teach_a_new_symbol_through_the_page(teach_page):
     assert label in driver.find_element(By.ID, "teach-status").text
     with sqlite3.connect(store) as conn:
         assert conn.execute("SELECT count(*) FROM samples WHERE key = ?", (label,)).fetchone()[0] == 3
-    _draw(driver, canvas, _star(rng))
+    _draw(driver, canvas, star(rng))
     _wait(driver, lambda d: d.execute_script("return document.body.dataset.state") == "ready")
     shown = _symbols_shown(driver)
     assert label in shown, shown

@@ -22,6 +22,7 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
+from datasets import star  # noqa: E402
 from serving import ROOT, request, running_app, running_server  # noqa: E402
 
 from strokes.glyphs import symbol_info  # noqa: E402
@@ -32,20 +33,7 @@ from strokes.synthetic import WriterStyle, generate_ink  # noqa: E402
 LABEL = "\\bigstar"  # amssymb; the model does not know it
 
 
-def star(rng, n: int = 10) -> list[list]:
-    """A pentagram in one stroke, randomly rotated, sheared, scaled, moved and jittered: a symbol the model lacks."""
-    k = np.arange(6) * 4 * np.pi / 5 + np.pi / 2
-    v = np.stack([np.cos(k), -np.sin(k)], 1)  # y down
-    seg = np.linspace(0, 1, n, endpoint=False)[:, None]
-    pts = np.concatenate([v[i] + seg * (v[i + 1] - v[i]) for i in range(5)] + [v[5:6]])
-    a, sh = rng.normal(0, 0.12), rng.normal(0, 0.1)
-    m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.array([[1, sh], [0, 1]])
-    s = rng.uniform(50, 150)
-    pts = (pts @ m.T) * s * np.array([rng.uniform(0.85, 1.15), 1]) + rng.uniform(0, 300, 2)
-    return [(pts + rng.normal(0, 0.01 * s, pts.shape)).tolist()]
-
-
-STARS = [star(np.random.default_rng(i)) for i in range(8)]
+STARS = [[s.tolist() for s in star(np.random.default_rng(i))] for i in range(8)]  # JSON-ready
 PLUS = [[[0, 50], [50, 50], [100, 50]], [[50, 0], [50, 50], [50, 100]]]
 
 

@@ -27,24 +27,12 @@ from strokes.io.user_symbols import (
     check_label,
     label_to_store_key,
 )
+from datasets import star
 from strokes.probes import Probe, apply_probe
 from strokes.recognizer import get_recognizer
 from strokes.teach import METHODS, build_head, calibrate
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def star(rng, n: int = 10) -> list[np.ndarray]:
-    """A pentagram in one stroke, randomly rotated, sheared, scaled, moved and jittered: a symbol the model lacks."""
-    k = np.arange(6) * 4 * np.pi / 5 + np.pi / 2
-    v = np.stack([np.cos(k), -np.sin(k)], 1)  # y down
-    seg = np.linspace(0, 1, n, endpoint=False)[:, None]
-    pts = np.concatenate([v[i] + seg * (v[i + 1] - v[i]) for i in range(5)] + [v[5:6]])
-    a, sh = rng.normal(0, 0.12), rng.normal(0, 0.1)
-    m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.array([[1, sh], [0, 1]])
-    s = rng.uniform(50, 150)
-    pts = (pts @ m.T) * s * np.array([rng.uniform(0.85, 1.15), 1]) + rng.uniform(0, 300, 2)
-    return [pts + rng.normal(0, 0.01 * s, pts.shape)]
 
 
 @pytest.fixture(scope="module")
@@ -288,25 +276,33 @@ def test_bad_rows_are_skipped_and_reported(tmp_path, stars, caplog):
     assert "id 4 skipped: strokes is not valid JSON" in mine[0]
 
 
-def test_concurrent_teach_from_threads_loses_nothing_sqlite(tmp_path):
-    """Eight threads teaching at once into one SQLite file: every call stored, ids unique and contiguous per call."""
-    path = tmp_path / "u.sqlite"
+def teach_from_threads(store_for, threads: int = 8, calls: int = 4) -> list:
+    """Each of ``threads`` threads teaches its own label ``calls`` times (3 drawings each) into ``store_for()``,
+    a store (or path) made in that thread; returns every TeachResult, and fails on any thread's error."""
     results, errors = [], []
 
     def work(t):
         try:
-            for j in range(4):
+            store = store_for()
+            for j in range(calls):
                 ink = [[[0, 0], [10 + t, 10 + j]], [[5, 0], [0, 5]]]
-                results.append(strokes.teach(f"\\t{t}", [ink] * 3, user_symbols=path))
+                results.append(strokes.teach(f"\\t{t}", [ink] * 3, user_symbols=store))
         except Exception as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for th in threads:
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for th in pool:
         th.start()
-    for th in threads:
+    for th in pool:
         th.join()
-    assert not errors
+    assert not errors, errors
+    return results
+
+
+def test_concurrent_teach_from_threads_loses_nothing_sqlite(tmp_path):
+    """Eight threads teaching at once into one SQLite file: every call stored, ids unique and contiguous per call."""
+    path = tmp_path / "u.sqlite"
+    results = teach_from_threads(lambda: path)
     ids = sorted(i for r in results for i in r.ids)
     assert ids == list(range(1, 97))
     assert all(list(r.ids) == list(range(r.ids[0], r.ids[0] + 3)) for r in results)
@@ -534,23 +530,7 @@ def test_postgres_store_teach_recognize_load(pg_dsn, pg_table, stars):
 @pytest.mark.postgres
 def test_concurrent_teach_from_threads_loses_nothing_postgres(pg_dsn, pg_table):
     """Eight threads teaching at once into a table that does not exist yet: every call stored, ids unique and contiguous."""
-    results, errors = [], []
-
-    def work(t):
-        try:
-            store = PostgresStore(pg_dsn, table=pg_table)  # a store per thread, as separate processes would have
-            for j in range(4):
-                ink = [[[0, 0], [10 + t, 10 + j]], [[5, 0], [0, 5]]]
-                results.append(strokes.teach(f"\\t{t}", [ink] * 3, user_symbols=store))
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert not errors, errors
+    results = teach_from_threads(lambda: PostgresStore(pg_dsn, table=pg_table))  # a store per thread, as processes would have
     ids = sorted(i for r in results for i in r.ids)
     assert ids == list(range(1, 97))
     assert all(list(r.ids) == list(range(r.ids[0], r.ids[0] + 3)) for r in results)
