@@ -798,30 +798,31 @@ def create_app(
         if ctype != "application/json":
             raise BadRequest(f"send the body as Content-Type: application/json, not {ctype or 'none'!r}", 415)
 
+    async def json_body(request: Request, example: str, parse):
+        """``(parse(body, config), None)`` for a JSON request body, or ``(None, the 4xx answer)``."""
+        try:
+            require_json(request)
+            return parse(await read_json(request, example), config), None
+        except BadRequest as exc:
+            return None, error(str(exc), exc.status)
+        except ClientDisconnect:
+            return None, error("client disconnected", 400)
+
     async def api_teach(request: Request):
         if store is None:
             return error("teaching is off: this server has no user-symbol store (it runs with --user-symbols none)", 403)
-        try:
-            require_json(request)
-            payload = await read_json(request, '{"label": "\\\\mysymbol", "drawings": [INK, INK, INK]}')
-            label, inks = parse_teach(payload, config)
-        except BadRequest as exc:
-            return error(str(exc), exc.status)
-        except ClientDisconnect:
-            return error("client disconnected", 400)
-        return await store_drawings(label, inks)
+        parsed, refusal = await json_body(request, '{"label": "\\\\mysymbol", "drawings": [INK, INK, INK]}', parse_teach)
+        if refusal is not None:
+            return refusal
+        return await store_drawings(*parsed)
 
     async def api_collect(request: Request):
         if not collect:
             return error("collecting drawings is off: start the server with --collect to store the symbols users pick", 403)
-        try:
-            require_json(request)
-            payload = await read_json(request, '{"label": "\\\\alpha", "drawing": INK}')
-            label, ink = parse_collect(payload, config)
-        except BadRequest as exc:
-            return error(str(exc), exc.status)
-        except ClientDisconnect:
-            return error("client disconnected", 400)
+        parsed, refusal = await json_body(request, '{"label": "\\\\alpha", "drawing": INK}', parse_collect)
+        if refusal is not None:
+            return refusal
+        label, ink = parsed
         if label not in builtin:
             try:
                 known = label in await taught_counts(strict=True)
