@@ -357,7 +357,7 @@ def reference(args, ds, proto) -> dict | None:
     sp, held = proto["split"], proto["held"]
     if set(m.vocab) != set(ds.vocab):
         raise ValueError(f"--reference {args.reference} does not know every class of {ds.name}")
-    logits, y = _member_logits([("reference", m)], ds, sp.test, m.vocab, m.pipeline, "cpu", 1024)
+    logits, y = _member_logits([("reference", m)], ds, sp.test, m.vocab, "cpu", 1024)
     lg, y = logits[0].numpy(), y.numpy()
     is_new = np.isin(ds.labels[sp.test], held)
     hit1, hit5 = topk_hits(lg, y, 1), topk_hits(lg, y, 5)

@@ -62,7 +62,7 @@ def member_logits(cell_dir: Path, ds, sp, device: str) -> dict:
     m = load_checkpoint(cell_dir / "best.pt", device=device)
     out = {"vocab": list(m.vocab)}
     for part, idx in (("val", sp.val), ("test", sp.test)):
-        logits, _ = _member_logits([(cell_dir.name, m)], ds, idx, m.vocab, m.pipeline, device, 1024)
+        logits, _ = _member_logits([(cell_dir.name, m)], ds, idx, m.vocab, device, 1024)
         out[part] = logits[0].float().numpy()
     from strokes._util import atomic_write
 
@@ -168,7 +168,7 @@ def probe_combo(ds, seed: int, members: dict[str, Path], combo: list[str], probe
         lps = {}
         for n in combo:
             m = loaded[n]
-            logits, y = _member_logits([(n, m)], data, np.arange(len(data)), m.vocab, m.pipeline, device, 1024)
+            logits, y = _member_logits([(n, m)], data, np.arange(len(data)), m.vocab, device, 1024)
             lps[n] = log_softmax(logits[0].double().numpy())
         y = y.numpy()
         mix = sum(wi * lps[n] for wi, n in zip(w, combo))

@@ -19,8 +19,10 @@ makes such a checkpoint from trained member checkpoints; built with its defaults
 (a GRU and a VGG-GAP), a ``late_fusion`` model trains its members jointly.
 
 The ensemble's ``input_kind`` is ``"both"``: it always takes points, lengths and
-an image, computed once per ink with one normalization pipeline and one render
-config, which its members must share.
+an image, computed once per ink. The sequence members share one normalization
+pipeline and the image members one pipeline and render config; a checkpoint whose
+two pipelines differ records the image members' as its ``image_pipeline``
+(:mod:`strokes.training.checkpoint`), and the image is rendered from that.
 """
 
 from __future__ import annotations

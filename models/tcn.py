@@ -4,7 +4,9 @@ Non-causal (same-padded) dilated 1-D convolutions in pre-norm residual blocks.
 Padding never leaks in: every convolution reads zeros at padding positions (the
 same zeros a lone sample gets from the convolution's own padding), the norm is a
 LayerNorm over channels at each time step (no statistics across time or batch),
-and the pooling is masked. ``forward`` has no data-dependent Python control flow,
+and the pooling is masked. ``forward`` has no data-dependent Python control flow
+(a dilated convolution picks its kernel by batch size, but traced or exported
+graphs always take the one path that serves every size; see :func:`same_conv1d`),
 so it traces/exports; ``lengths`` must lie in [1, T] (not checked, for that reason).
 """
 
@@ -58,6 +60,34 @@ class ChannelLayerNorm(nn.LayerNorm):
         return super().forward(x.transpose(1, 2)).transpose(1, 2)  # (B, C, T)
 
 
+#: batches up to this size take the matmul path of :func:`same_conv1d` (larger ones: ``conv(x)``)
+SMALL_BATCH = 32
+
+
+def same_conv1d(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a same-padded, possibly dilated ``nn.Conv1d``; small batches as one matmul over shifted copies.
+
+    PyTorch's CPU kernel for a dilated 1-D convolution takes a slow generic path on
+    small batches (at batch 1 the TCN spends about 60% of its forward there); large
+    batches, and bf16 autocast, are faster through ``conv(x)``. So batches of up to
+    :data:`SMALL_BATCH` (the recognizer's), and any traced or exported graph (which
+    must serve every batch size with one path: this one exports to ONNX as static
+    slices, a concatenation and a matmul), use the matmul. Same weights, the same
+    result up to float rounding. With dilation 1 it is ``conv(x)``.
+    """
+    d, k, pad = conv.dilation[0], conv.kernel_size[0], conv.padding[0]
+    if d == 1:
+        return conv(x)  # (B, O, T)
+    if not (torch.jit.is_tracing() or torch.compiler.is_exporting()) and x.shape[0] > SMALL_BATCH:
+        return conv(x)  # (B, O, T)
+    t = x.shape[2]
+    xp = F.pad(x, (pad, pad))  # (B, C, T + 2 * pad)
+    cols = torch.cat([xp[:, :, i * d : i * d + t] for i in range(k)], dim=1)  # (B, k * C, T): tap i in rows [i * C, (i + 1) * C)
+    w = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, -1)  # (O, k * C): w[o, i * C + c] = weight[o, c, i]
+    out = torch.matmul(w, cols)  # (B, O, T)
+    return out if conv.bias is None else out + conv.bias.view(1, -1, 1)  # (B, O, T)
+
+
 class TCNBlock(nn.Module):
     """x + conv(mask * drop(gelu(norm(conv(mask * gelu(norm(x))))))), both convs with the same dilation."""
 
@@ -72,8 +102,8 @@ class TCNBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         # x (B, C, T); m (B, 1, T) float, 0 at padding: convs must read zeros there
-        h = self.conv1(F.gelu(self.norm1(x)) * m)  # (B, C, T)
-        h = self.conv2(self.drop(F.gelu(self.norm2(h))) * m)  # (B, C, T)
+        h = same_conv1d(self.conv1, F.gelu(self.norm1(x)) * m)  # (B, C, T)
+        h = same_conv1d(self.conv2, self.drop(F.gelu(self.norm2(h))) * m)  # (B, C, T)
         return x + h  # (B, C, T)
 
 

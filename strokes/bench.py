@@ -474,11 +474,11 @@ def measure_inference(loaded, ds, device, batch_size: int, min_seconds: float = 
     (pad/render) and forward, timed apart (CUDA events on a GPU). One untimed batch warms up."""
     import torch
 
-    from .training.batching import dataset_tensors, make_inputs
+    from .training.batching import loaded_tensors, make_inputs
     from .training.train import _StepTimer
 
     t0 = time.perf_counter()
-    data = dataset_tensors(ds, loaded.pipeline, device=device)
+    data = loaded_tensors(ds, loaded, device=device)
     normalize_s = time.perf_counter() - t0
     model = loaded.model.to(device).eval()
     n = len(data)

@@ -870,8 +870,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser(
         "ensemble",
         help="late fusion: combine trained checkpoints, weights fitted on validation",
-        description="Combine two or more checkpoints trained on DATA (same vocabulary, same normalization; image "
-        "members the same render config) into one late_fusion checkpoint: the weighted sum of the members' "
+        description="Combine two or more checkpoints trained on DATA (same vocabulary; sequence members one "
+        "normalization pipeline, image members one pipeline and render config, which may differ from the sequence "
+        "members': the checkpoint keeps both) into one late_fusion checkpoint: the weighted sum of the members' "
         "log-probabilities, the weights fitted on the validation split they were trained against (the best "
         "validation log-likelihood; never worse than any member or the plain average). recognize(), eval and "
         "export-onnx take the result.",

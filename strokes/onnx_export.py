@@ -4,7 +4,10 @@ The exported graph takes exactly the tensors the model's ``forward`` takes
 (``image`` ``(B, C, S, S)``, and/or ``points`` ``(B, T, 3)`` with ``lengths``
 ``(B,)``) with a dynamic batch (and sequence) axis, and outputs ``logits``.
 Normalization and rendering stay outside, in Python: apply the checkpoint's
-pipeline and render config first.
+pipeline and render config first. A checkpoint with an ``image_pipeline`` (a late
+fusion whose image member was trained on other normalized points than its
+sequence member) renders ``image`` from that pipeline's output and ``points``
+from ``pipeline``'s, as :class:`strokes.Recognizer` does.
 """
 
 from __future__ import annotations

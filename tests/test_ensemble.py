@@ -272,16 +272,75 @@ def test_mismatched_vocabularies_are_refused(members, data):
 
 
 def test_mismatched_pipelines_and_renders_are_refused(members, data):
-    """Members normalized differently (or image members rendered differently) are refused, naming the fix."""
+    """Members reading the same input but normalized (or rendered) differently are refused, naming the fix."""
     first, second = read_checkpoint(members[0]), read_checkpoint(members[1])
-    other = {**second, "pipeline": default_pipeline().to_config()}
-    with pytest.raises(ValueError, match=r"member 0 \(gru\) and member 1 \(lenet5\) normalize ink differently.*TrainConfig.pipeline"):
+    other = {**first, "pipeline": default_pipeline().to_config()}
+    with pytest.raises(ValueError, match=r"member 0 \(gru\) and member 1 \(gru\) both read point sequences but normalize ink differently.*TrainConfig.pipeline"):
         build_ensemble([first, other], data)
+    other = {**second, "pipeline": default_pipeline().to_config()}
+    with pytest.raises(ValueError, match=r"member 1 \(lenet5\) and member 2 \(lenet5\) both read images but normalize ink differently"):
+        build_ensemble([first, second, other], data)
     bigger = {**second, "render": {**second["render"], "thickness": 2.0}}
     with pytest.raises(ValueError, match=r"read different renders.*TrainConfig.render"):
         build_ensemble([first, second, bigger], data)
     with pytest.raises(ValueError, match="at least 2"):
         build_ensemble([first], data)
+
+
+@pytest.fixture(scope="module")
+def own_pipelines(members, data, tmp_path_factory):
+    """(ensemble path, image member path) for the GRU on 24 resampled points and a LeNet-5 trained on the ink as drawn."""
+    out = tmp_path_factory.mktemp("own-pipelines")
+    cfg = TrainConfig(
+        model="lenet5", epochs=8, batch_size=16, lr=3e-2, device="cpu", patience=0, val=0.2, test=0.2,
+        pipeline=default_pipeline().to_config(), augment=[], label_smoothing=0.0,
+    )  # fmt: skip
+    Trainer(cfg, out / "lenet5", progress=False).fit(data)
+    path = save_checkpoint(build_ensemble([members[0], out / "lenet5" / "best.pt"], data), out / "ensemble.pt")
+    return path, out / "lenet5" / "best.pt"
+
+
+def test_members_with_their_own_pipelines_combine_each_as_trained(own_pipelines, members, data):
+    """A sequence and an image member normalized differently fuse: each member sees its own pipeline's ink,
+    in evaluate(), recognize() and the saved checkpoint's image_pipeline."""
+    path, image_member = own_pipelines
+    raw = read_checkpoint(path)
+    assert raw["pipeline"] == PIPELINE and raw["image_pipeline"] == default_pipeline().to_config()
+    loaded = load_checkpoint(path)
+    assert loaded.render_pipeline is loaded.image_pipeline and repr(loaded.image_pipeline) == repr(default_pipeline())
+
+    test = checkpoint_split(raw, data).test
+    sub = data.subset(test)
+    member_logits = []
+    for source in (members[0], image_member):
+        m = load_checkpoint(source)
+        member_logits.append(evaluate_logits(m.model, dataset_tensors(sub, m.pipeline), m.input_kind, m.render))
+    want = combine_logits(member_logits, raw["metrics"]["weights"])  # (N, C), each member on its own pipeline
+    report = evaluate(loaded, sub)
+    labels = torch.as_tensor(np.asarray(sub.labels))
+    assert report["top1"] == pytest.approx(float((want.argmax(1) == labels).double().mean()), abs=1e-9)
+    assert raw["metrics"]["test"]["top1"] == pytest.approx(report["top1"], abs=1e-9)
+
+    inks = [sub[i].strokes for i in range(len(sub))]
+    got = np.array([[p for _, p in sorted(r, key=lambda lp: data.vocab.index(lp[0]))] for r in recognize_batch(inks, k=len(data.vocab), model=path)])
+    np.testing.assert_allclose(got, torch.softmax(want, 1).numpy(), atol=1e-4)
+    # the image really comes from the image pipeline: rendering the resampled points instead changes the answer
+    shared = load_checkpoint({**raw, "image_pipeline": raw["pipeline"]})
+    with torch.no_grad():
+        moved = shared.model(**make_inputs(dataset_tensors(sub, shared.pipeline), "both", shared.render))
+    assert not torch.allclose(moved.double(), want, atol=1e-3)
+
+
+def test_image_pipeline_is_refused_on_one_input_models_and_checked_on_load(own_pipelines, members):
+    """make_checkpoint refuses an image_pipeline for a model reading one input; a damaged one is named on load."""
+    from strokes.training.checkpoint import make_checkpoint
+
+    loaded = load_checkpoint(members[1])
+    with pytest.raises(ValueError, match="image_pipeline is for models reading points and an image"):
+        make_checkpoint(loaded.model, vocab=loaded.vocab, pipeline=loaded.pipeline, render=loaded.render, image_pipeline=default_pipeline())
+    raw = read_checkpoint(own_pipelines[0])
+    with pytest.raises(ValueError, match=r"'image_pipeline' section should be a list of step configs"):
+        load_checkpoint({**raw, "image_pipeline": "unit_square"})
 
 
 def test_mismatched_splits_are_refused_and_an_explicit_split_is_used(members, data):
@@ -330,3 +389,27 @@ def test_cli_ensemble_and_distillation(tmp_path, capsys):
                  "--distill-from", str(out), "--distill-alpha", "0.7", "--out", str(student), "--device", "cpu"]) == 0  # fmt: skip
     train = read_checkpoint(student / "best.pt")["train"]
     assert train["distill_from"] == [str(out)] and train["distill_alpha"] == 0.7 and train["distill_used"]
+
+
+def test_a_late_fusion_teaches_in_its_image_members_embedding(own_pipelines, members, data, tmp_path):
+    """A late fusion teaches in its image member's embedding, with the ensemble's own probabilities
+    for built-in classes, and a taught symbol then ranks in its top 5."""
+    from datasets import star
+
+    from strokes import teach
+    from strokes.recognizer import Recognizer, final_linear
+
+    path, image_member = own_pipelines
+    rec = Recognizer(load_checkpoint(path))
+    alone = Recognizer(load_checkpoint(image_member))
+    assert rec.classifier is final_linear(rec.model.members[1]) and rec.classifier is not None
+    inks = [data[i].strokes for i in range(0, len(data), 5)]
+    logits, feats = rec.logits_and_features(inks)
+    np.testing.assert_allclose(torch.softmax(torch.from_numpy(logits), 1).numpy(), rec.probabilities(inks), atol=1e-5)
+    np.testing.assert_allclose(feats, alone.logits_and_features(inks)[1], atol=1e-4)  # the member's embedding, as alone
+
+    rng = np.random.default_rng(0)
+    store = tmp_path / "taught.sqlite"
+    teach("\\star", [star(rng) for _ in range(4)], user_symbols=store)
+    hits = [any(label == "\\star" for label, _ in rec(star(rng), k=5, user_symbols=store)) for _ in range(10)]
+    assert sum(hits) >= 8

@@ -288,3 +288,19 @@ def test_full_length_batches_skip_packing_with_the_same_result(name):
         finally:
             RNNEncoder.skip_packing_when_full = True
     torch.testing.assert_close(fast, packed, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 5, 40])
+@pytest.mark.parametrize("dilation", [1, 2, 8])
+def test_tcn_same_conv1d_matches_the_convolution(batch, dilation):
+    """same_conv1d equals the Conv1d it stands for, on the small-batch matmul path and on the large-batch one."""
+    from models.tcn import SMALL_BATCH, same_conv1d
+
+    torch.manual_seed(dilation)
+    conv = torch.nn.Conv1d(6, 7, 3, padding=dilation, dilation=dilation)
+    x = torch.randn(batch, 6, 19)
+    torch.testing.assert_close(same_conv1d(conv, x), conv(x), atol=1e-5, rtol=1e-5)
+    assert (batch > SMALL_BATCH) == (batch == 40)  # both paths are exercised
+    x.requires_grad_(True)
+    same_conv1d(conv, x).square().sum().backward()  # trains on either path
+    assert x.grad is not None and torch.isfinite(x.grad).all()

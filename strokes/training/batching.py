@@ -30,6 +30,7 @@ class InkTensors:
     points: "object"  # (P, 3) float32 tensor [x, y, pen_up]
     offsets: "object"  # (N + 1,) int64 tensor
     labels: "object | None" = None  # (N,) int64 tensor
+    image_ink: "InkTensors | None" = None  # the same N inks normalized by a model's image_pipeline, rendered instead of points
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0]) - 1
@@ -47,23 +48,33 @@ class InkTensors:
         return cls(pts, offs, lab)
 
     @classmethod
-    def from_dataset(cls, ds, pipeline, device="cpu") -> "InkTensors":
-        """Normalize ``ds`` with ``pipeline`` (a :class:`strokes.normalize.Pipeline`)."""
+    def from_dataset(cls, ds, pipeline, device="cpu", image_pipeline=None) -> "InkTensors":
+        """Normalize ``ds`` with ``pipeline`` (a :class:`strokes.normalize.Pipeline`).
+
+        ``image_pipeline``: a second pipeline whose output :func:`make_inputs` renders
+        (kept as ``image_ink``), for models whose image comes from other normalized points
+        than their sequence input; None renders ``pipeline``'s points.
+        """
         batch = pipeline.apply_dataset(ds)
-        return cls.from_arrays(batch.data, batch.offsets, ds.labels, device)
+        out = cls.from_arrays(batch.data, batch.offsets, ds.labels, device)
+        if image_pipeline is not None:
+            other = image_pipeline.apply_dataset(ds)
+            out.image_ink = cls.from_arrays(other.data, other.offsets, None, device)
+        return out
 
     def pin_memory(self) -> "InkTensors":
         return InkTensors(
             self.points.pin_memory(),
             self.offsets.pin_memory(),
             None if self.labels is None else self.labels.pin_memory(),
+            None if self.image_ink is None else self.image_ink.pin_memory(),
         )
 
     def to(self, device, non_blocking: bool = False) -> "InkTensors":
         def move(t):
             return None if t is None else t.to(device, non_blocking=non_blocking)
 
-        return InkTensors(move(self.points), move(self.offsets), move(self.labels))
+        return InkTensors(move(self.points), move(self.offsets), move(self.labels), move(self.image_ink))
 
     def take(self, index) -> "InkTensors":
         """Samples ``index`` (a 1-D int tensor on the same device), in that order."""
@@ -78,7 +89,8 @@ class InkTensors:
         shift = torch.repeat_interleave(starts - new_offsets[:-1], lens, output_size=total)  # (Pb,)
         src = torch.arange(total, device=index.device) + shift
         labels = None if self.labels is None else self.labels[index]
-        return InkTensors(self.points[src], new_offsets, labels)
+        image_ink = None if self.image_ink is None else self.image_ink.take(index)
+        return InkTensors(self.points[src], new_offsets, labels, image_ink)
 
 
 @dataclass
@@ -120,13 +132,20 @@ class ImageTensors:
         return ImageTensors(self.images[index], None if self.labels is None else self.labels[index])
 
 
-def dataset_tensors(ds, pipeline, device="cpu"):
-    """:class:`ImageTensors` for an image dataset, else :class:`InkTensors` normalized by ``pipeline``."""
+def dataset_tensors(ds, pipeline, device="cpu", image_pipeline=None):
+    """:class:`ImageTensors` for an image dataset, else :class:`InkTensors` normalized by ``pipeline``
+    (and by ``image_pipeline`` for rendering, when given)."""
     from ..images import is_image_data
 
     if is_image_data(ds):
         return ImageTensors.from_dataset(ds, device)
-    return InkTensors.from_dataset(ds, pipeline, device)
+    return InkTensors.from_dataset(ds, pipeline, device, image_pipeline=image_pipeline)
+
+
+def loaded_tensors(ds, loaded, device="cpu"):
+    """:func:`dataset_tensors` for a :class:`~strokes.training.checkpoint.LoadedModel`: its pipeline and image pipeline."""
+    image_pipeline = loaded.image_pipeline if loaded.input_kind == "both" else None
+    return dataset_tensors(ds, loaded.pipeline, device=device, image_pipeline=image_pipeline)
 
 
 def check_image_input(ds, input_kind: str, render_config, model_name: str = "this model") -> None:
@@ -194,13 +213,20 @@ def _make_inputs(batch, input_kind, render_config, augment, generator) -> dict:
             images = warp_images(images, augment, generator=generator)
         return {"image": images}
     points, offsets = batch.points, batch.offsets
+    image_ink = batch.image_ink if input_kind == "both" else None
     if augment is not None:
+        if image_ink is not None:
+            raise ValueError(
+                "cannot augment ink normalized by two pipelines (points and image_ink) alike; "
+                "train a model with one pipeline, or augment its members separately"
+            )
         points = augment(points, offsets, generator=generator)
     out = {}
     if input_kind in ("sequence", "both"):
         out["points"], out["lengths"] = pad(points, offsets)
     if input_kind in ("image", "both"):
-        out["image"] = rasterize_torch(points, offsets, config=render_config)
+        src = batch if image_ink is None else image_ink
+        out["image"] = rasterize_torch(points if image_ink is None else src.points, src.offsets, config=render_config)
     if not out:
         raise ValueError(f"unknown input kind {input_kind!r}")
     return out

@@ -15,6 +15,11 @@ of plain data only (dicts, lists, strings, numbers and tensors):
 ``pipeline``, ``render``
     the normalization pipeline (:meth:`strokes.normalize.Pipeline.to_config`)
     and the rendering config (:meth:`rendering.RenderConfig.to_config`).
+``image_pipeline`` (optional)
+    for a model reading points and an image, the pipeline whose output is
+    rendered, when it differs from ``pipeline`` (a late fusion of a sequence
+    member trained on resampled ink and an image member trained on the ink as
+    drawn). Absent: the image is rendered from ``pipeline``'s points.
 ``metrics``, ``history``, ``train``
     final metrics (val / test), per-epoch history and the training config.
 ``versions``
@@ -65,8 +70,13 @@ def make_checkpoint(
     train: dict | None = None,
     trainer_state: dict | None = None,
     extra: dict | None = None,
+    image_pipeline=None,
 ) -> dict[str, Any]:
-    """The checkpoint dictionary for ``model`` (a registered model from :mod:`models`)."""
+    """The checkpoint dictionary for ``model`` (a registered model from :mod:`models`).
+
+    ``image_pipeline``: the pipeline whose output the image is rendered from, when it is
+    not ``pipeline`` (see the module docstring); None renders ``pipeline``'s points.
+    """
     from models import model_entry
 
     entry = model_entry(model.name)
@@ -89,6 +99,13 @@ def make_checkpoint(
         "train": _plain(train or {}),
         "versions": versions(),
     }
+    if image_pipeline is not None:
+        if entry.input_kind != "both":
+            raise ValueError(
+                f"image_pipeline is for models reading points and an image; {model.name} reads {entry.input_kind} input only, "
+                "so its one pipeline is all it needs"
+            )
+        ckpt["image_pipeline"] = _plain(image_pipeline.to_config())
     if extra:
         ckpt.update(_plain(extra))
     if trainer_state is not None:
@@ -136,6 +153,12 @@ class LoadedModel:
     input_kind: str  #: "sequence", "image" or "both"
     checkpoint: dict = field(repr=False)  #: the raw checkpoint (weights included)
     source: str = "<memory>"
+    image_pipeline: Any = None  #: the pipeline the image is rendered from, when it is not ``pipeline``, else None
+
+    @property
+    def render_pipeline(self):
+        """The pipeline whose output is rendered: ``image_pipeline``, or ``pipeline`` when that is None."""
+        return self.pipeline if self.image_pipeline is None else self.image_pipeline
 
     @property
     def name(self) -> str:
@@ -292,6 +315,8 @@ def _check_layout(ckpt: dict, name: str) -> None:
         raise bad("'pipeline' section", "a list of step configs", ckpt["pipeline"])
     if not isinstance(ckpt["render"], dict):
         raise bad("'render' section", "a dict", ckpt["render"])
+    if "image_pipeline" in ckpt and not isinstance(ckpt["image_pipeline"], list):
+        raise bad("'image_pipeline' section", "a list of step configs", ckpt["image_pipeline"])
 
 
 def _weight_mismatches(expected: dict, found: dict, limit: int = 3) -> str:
@@ -375,6 +400,7 @@ def load_checkpoint(source, device="cpu") -> LoadedModel:
     try:
         pipeline = Pipeline.from_config(ckpt["pipeline"])
         render = RenderConfig.from_config(ckpt["render"])
+        image_pipeline = Pipeline.from_config(ckpt["image_pipeline"]) if "image_pipeline" in ckpt else None
     except (ValueError, TypeError) as exc:
         raise ValueError(
             f"{name} has a pipeline or render config this strokes cannot rebuild ({exc})"
@@ -388,4 +414,5 @@ def load_checkpoint(source, device="cpu") -> LoadedModel:
         input_kind=spec.get("input_kind") or models.model_entry(spec["name"]).input_kind,
         checkpoint=ckpt,
         source="<memory>" if isinstance(source, dict) else str(source),
+        image_pipeline=image_pipeline,
     )

@@ -232,7 +232,14 @@ def _first_difference(a: list, b: list) -> str:
 
 
 def _check_compatible(members) -> tuple:
-    """The shared (vocab, pipeline, render) of the members, or a ValueError naming who differs in what."""
+    """The shared (vocab, pipeline, image_pipeline, render) of the members, or a ValueError naming who differs in what.
+
+    The members reading points (sequence or both) must share one pipeline, the ensemble's
+    ``pipeline``; those reading images (image or both) one pipeline and one render config.
+    ``image_pipeline`` is the image readers' pipeline when it differs from the point
+    readers' (say a TCN on ink resampled to 48 points and a CNN on the ink as drawn),
+    else None.
+    """
     (name0, first) = members[0]
     for name, m in members[1:]:
         if list(m.vocab) != list(first.vocab):
@@ -241,13 +248,16 @@ def _check_compatible(members) -> tuple:
                 "an ensemble adds up class i of every member, so the members must be trained on the same data "
                 "(the same labels in the same order)"
             )
-        if m.checkpoint["pipeline"] != first.checkpoint["pipeline"]:
-            raise ValueError(
-                f"{name0} and {name} normalize ink differently: {first.pipeline!r} vs {m.pipeline!r}; the ensemble "
-                "computes its inputs once per ink with one pipeline. Train the members with the same "
-                f"TrainConfig.pipeline, e.g. pipeline={first.checkpoint['pipeline']!r}"
-            )
+    point_readers = [(n, m) for n, m in members if m.input_kind in ("sequence", "both")]
     readers = [(n, m) for n, m in members if m.input_kind in ("image", "both")]
+    for group, what in ((point_readers, "point sequences"), (readers, "images")):
+        for name, m in group[1:]:
+            if m.checkpoint["pipeline"] != group[0][1].checkpoint["pipeline"]:
+                raise ValueError(
+                    f"{group[0][0]} and {name} both read {what} but normalize ink differently: {group[0][1].pipeline!r} vs "
+                    f"{m.pipeline!r}; the ensemble normalizes each ink once for its {what}. Train those members with the "
+                    f"same TrainConfig.pipeline, e.g. pipeline={group[0][1].checkpoint['pipeline']!r}"
+                )
     for name, m in readers[1:]:
         if m.checkpoint["render"] != readers[0][1].checkpoint["render"]:
             raise ValueError(
@@ -255,8 +265,10 @@ def _check_compatible(members) -> tuple:
                 f"{m.checkpoint['render']}; the ensemble renders each ink once. Train the image members with the "
                 f"same TrainConfig.render, e.g. render={readers[0][1].checkpoint['render']!r}"
             )
+    points_from = point_readers[0][1] if point_readers else first
     render_from = readers[0][1] if readers else first
-    return list(first.vocab), first.pipeline, render_from.render
+    separate = render_from.checkpoint["pipeline"] != points_from.checkpoint["pipeline"]
+    return list(first.vocab), points_from.pipeline, (render_from.pipeline if separate else None), render_from.render
 
 
 def _resolve_split(members, ds, split):
@@ -315,8 +327,9 @@ def _scores(logits, labels) -> dict:
     }
 
 
-def _member_logits(members, ds, indices, vocab, pipeline, device, batch_size):
-    """Each member's logits ``(N, C)`` on ``ds[indices]`` (inputs normalized once), and the labels ``(N,)``."""
+def _member_logits(members, ds, indices, vocab, device, batch_size):
+    """Each member's logits ``(N, C)`` on ``ds[indices]``, each with its own pipeline (normalized once per
+    distinct pipeline), and the labels ``(N,)``."""
     import torch
 
     from .batching import dataset_tensors
@@ -328,8 +341,13 @@ def _member_logits(members, ds, indices, vocab, pipeline, device, batch_size):
     if (mapped < 0).any():
         missing = sorted({sub.vocab[j] for j in np.asarray(sub.labels)[mapped < 0]})
         raise ValueError(f"{ds.name} has held-out samples of classes the members do not know: {missing[:5]}")
-    data = dataset_tensors(sub, pipeline, device=device)
-    logits = [evaluate_logits(m.model, data, m.input_kind, m.render, batch_size) for _, m in members]
+    tensors: dict = {}  # one normalization per distinct pipeline
+    logits = []
+    for _, m in members:
+        key = repr(m.checkpoint["pipeline"])
+        if key not in tensors:
+            tensors[key] = dataset_tensors(sub, m.pipeline, device=device)
+        logits.append(evaluate_logits(m.model, tensors[key], m.input_kind, m.render, batch_size))
     return logits, torch.from_numpy(mapped)
 
 
@@ -348,8 +366,10 @@ def build_ensemble(
     Args:
         checkpoints: two or more member checkpoints: paths, checkpoint dicts or
             :class:`~strokes.training.checkpoint.LoadedModel`\\ s. They must share the
-            vocabulary (same labels, same order) and the normalization pipeline, and
-            those that read images the render config.
+            vocabulary (same labels, same order); those that read point sequences one
+            normalization pipeline; those that read images one pipeline and render
+            config. When the two pipelines differ, the checkpoint keeps the image
+            readers' as its ``image_pipeline``.
         ds: the data the members were trained on (a :class:`strokes.StrokeDataset`).
         split: None to use the validation split the members were trained against
             (:func:`~strokes.training.train.checkpoint_split`; all members must agree on
@@ -383,17 +403,17 @@ def build_ensemble(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     members = _load_members(checkpoints, device)
-    vocab, pipeline, render = _check_compatible(members)
+    vocab, pipeline, image_pipeline, render = _check_compatible(members)
     check_image_input(ds, "both", render, ENSEMBLE_MODEL)  # image-only data has no points for the sequence side
     val_idx, test_idx, split_info = _resolve_split(members, ds, split)
 
-    val_logits, val_labels = _member_logits(members, ds, val_idx, vocab, pipeline, device, batch_size)
+    val_logits, val_labels = _member_logits(members, ds, val_idx, vocab, device, batch_size)
     weights = fit_weights(val_logits, val_labels, steps=steps, seed=seed)
     log.info("fitted weights %s on %d validation samples", [round(w, 4) for w in weights], len(val_idx))
 
     scored = {"val": (val_logits, val_labels)}
     if test_idx is not None:
-        scored["test"] = _member_logits(members, ds, test_idx, vocab, pipeline, device, batch_size)
+        scored["test"] = _member_logits(members, ds, test_idx, vocab, device, batch_size)
     metrics = {"weights": weights, "members": []}
     for part, (logits, labels) in scored.items():
         metrics[part] = _scores(combine_logits(logits, weights), labels)
@@ -425,7 +445,7 @@ def build_ensemble(
     }
     if split is None:  # what checkpoint_split reads, as the members had it
         train.update({k: first_train[k] for k in ("split", "val", "test", "seed") if k in first_train})
-    return make_checkpoint(net, vocab=vocab, pipeline=pipeline, render=render, metrics=metrics, train=train)
+    return make_checkpoint(net, vocab=vocab, pipeline=pipeline, render=render, metrics=metrics, train=train, image_pipeline=image_pipeline)
 
 
 def save_ensemble(checkpoints, ds, output, **kwargs) -> dict:

@@ -71,7 +71,7 @@ def evaluate(loaded, ds, *, device="cpu", batch_size: int = 1024, progress=None,
     """
     import torch
 
-    from .batching import check_image_input, dataset_tensors
+    from .batching import check_image_input, loaded_tensors
     from .train import evaluate_logits
 
     vocab = list(loaded.vocab)
@@ -82,7 +82,7 @@ def evaluate(loaded, ds, *, device="cpu", batch_size: int = 1024, progress=None,
     if len(ds) == 0:
         raise ValueError(f"{ds.name} has no samples to evaluate")
     check_image_input(ds, loaded.input_kind, loaded.render, loaded.name)
-    data = dataset_tensors(ds, loaded.pipeline, device=device)
+    data = loaded_tensors(ds, loaded, device=device)
     logits = evaluate_logits(loaded.model.to(device), data, loaded.input_kind, loaded.render, batch_size, None, progress)
     labels = torch.from_numpy(mapped)
     known = labels >= 0
