@@ -49,6 +49,8 @@ def main(argv=None) -> int:
     p.add_argument("--folds", default="1-3", help="official folds to bench (default 1-3)")
     p.add_argument("--models", default="lenet5", help="image models for the fold bench (default lenet5)")
     p.add_argument("--epochs", type=int, default=8, help="epochs per fold cell and for the image-trained model")
+    p.add_argument("--stroke-model", default=None, help="the stroke-trained image model of step 2 (default: the shipped "
+                   "default model; PNGs have no points, so it must read images only)")
     p.add_argument("--no-write", action="store_true", help="print, do not update RESULTS.md")
     args = p.parse_args(argv)
 
@@ -83,7 +85,12 @@ def main(argv=None) -> int:
     assert len(images) == len(ds) and images.label_names() == ds.label_names()  # row i is sample i
 
     # 2. strokes -> images, with the shipped model on its held-out writers
-    default = load_checkpoint(DEFAULT_MODEL)
+    default = load_checkpoint(args.stroke_model or DEFAULT_MODEL)
+    if default.input_kind != "image":
+        raise SystemExit(
+            f"{args.stroke_model or DEFAULT_MODEL} is a {default.name} reading {default.input_kind} input, and PNGs have no "
+            "points: pass --stroke-model with an image model trained on CROHME strokes (e.g. the vgg_gap member of the default)"
+        )
     test = checkpoint_split(default.checkpoint, ds).test
     rows = {}
     rows["its held-out writers' strokes (rendered by the toolkit)"] = evaluate(default, ds.subset(test))

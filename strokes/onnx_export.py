@@ -7,7 +7,7 @@ Normalization and rendering stay outside, in Python: apply the checkpoint's
 pipeline and render config first. A checkpoint with an ``image_pipeline`` (a late
 fusion whose image member was trained on other normalized points than its
 sequence member) renders ``image`` from that pipeline's output and ``points``
-from ``pipeline``'s, as :class:`strokes.Recognizer` does.
+from ``pipeline``'s, as :class:`strokes.recognizer.Recognizer` does.
 """
 
 from __future__ import annotations

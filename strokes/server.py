@@ -680,7 +680,7 @@ def create_app(
         raise ValueError("collecting stores the picked drawings in the user-symbol store: give user_symbols too")
     vocab = [str(v) for v in recognizer.classes]
     builtin = set(vocab)
-    model_name = recognizer.loaded.name
+    model_name = recognizer.loaded.title  # e.g. late_fusion (vgg_gap + tcn)
     batcher = _Batcher(recognizer, config.max_batch, store)
     index = _TaughtIndex(store) if store is not None else None
     store_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="strokes-store")

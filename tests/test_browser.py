@@ -28,6 +28,16 @@ from strokes.synthetic import WriterStyle, generate_ink  # noqa: E402
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _default_title() -> str:
+    from strokes.recognizer import DEFAULT_MODEL
+    from strokes.training.checkpoint import load_checkpoint
+
+    return load_checkpoint(DEFAULT_MODEL).title
+
+
+MODEL_TITLE = _default_title()  # what the page names the served default model, e.g. late_fusion (vgg_gap + tcn)
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
@@ -96,7 +106,7 @@ def test_draw_a_multi_stroke_symbol_and_see_it_recognized(page, tmp_path):
     from selenium.webdriver.common.by import By
 
     driver = page
-    _wait(driver, lambda d: "vgg_gap" in d.find_element(By.ID, "model").text)
+    _wait(driver, lambda d: MODEL_TITLE in d.find_element(By.ID, "model").text)
     canvas = driver.find_element(By.ID, "pad")
     ink = generate_ink("\\pm", np.random.default_rng(0), WriterStyle())  # three strokes: -, |, -
     assert len(ink) == 3
@@ -193,7 +203,7 @@ def test_teach_a_new_symbol_through_the_page(teach_page):
 
     driver, store = teach_page
     label = "\\bigstar"
-    _wait(driver, lambda d: "vgg_gap" in d.find_element(By.ID, "model").text)
+    _wait(driver, lambda d: MODEL_TITLE in d.find_element(By.ID, "model").text)
     _wait(driver, lambda d: d.find_element(By.ID, "teach").is_displayed())
     driver.find_element(By.CSS_SELECTOR, "#teach summary").click()
     driver.find_element(By.ID, "teach-label").send_keys(label)

@@ -308,6 +308,7 @@ def test_members_with_their_own_pipelines_combine_each_as_trained(own_pipelines,
     assert raw["pipeline"] == PIPELINE and raw["image_pipeline"] == default_pipeline().to_config()
     loaded = load_checkpoint(path)
     assert loaded.render_pipeline is loaded.image_pipeline and repr(loaded.image_pipeline) == repr(default_pipeline())
+    assert loaded.title == "late_fusion (gru + lenet5)" and load_checkpoint(image_member).title == "lenet5"
 
     test = checkpoint_split(raw, data).test
     sub = data.subset(test)

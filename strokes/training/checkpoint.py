@@ -157,7 +157,7 @@ class LoadedModel:
 
     @property
     def render_pipeline(self):
-        """The pipeline whose output is rendered: ``image_pipeline``, or ``pipeline`` when that is None."""
+        """The pipeline whose output is rendered, ``image_pipeline`` if set, else ``pipeline``."""
         return self.pipeline if self.image_pipeline is None else self.image_pipeline
 
     @property
@@ -167,6 +167,14 @@ class LoadedModel:
     @property
     def metrics(self) -> dict:
         return self.checkpoint.get("metrics", {})
+
+    @property
+    def title(self) -> str:
+        """The model's name for people, such as ``vgg_gap``, or ``late_fusion (vgg_gap + tcn)`` naming an ensemble's members."""
+        members = self.checkpoint["model"]["config"].get("members") if self.name == "late_fusion" else None
+        if not members:
+            return self.name
+        return f"{self.name} ({' + '.join(str(m.get('name')) for m in members)})"
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.model.parameters())
