@@ -183,7 +183,7 @@ def train_config_from_args(args):
         for name in (
             "model", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "patience",
             "split", "seed", "device", "max_train_samples", "time_budget", "precision", "workers",
-            "distill_from", "distill_alpha", "distill_temperature",
+            "distill_from", "distill_alpha", "distill_temperature", "mixup", "cutmix",
         )
         if getattr(args, name) is not None
     }
@@ -703,6 +703,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--distill-from", action="append", default=None, metavar="CHECKPOINT", help="distill from this teacher (repeatable: their softmaxes are averaged); same vocabulary and normalization as the student")
     sp.add_argument("--distill-alpha", type=float, default=None, help="weight of the distillation term (default 0.5)")
     sp.add_argument("--distill-temperature", type=float, default=None, help="distillation temperature T (default 2)")
+    sp.add_argument(
+        "--mixup", type=float, default=None, metavar="ALPHA",
+        help="blend pairs of training images, weight ~ Beta(ALPHA, ALPHA); image models only (default 0: off)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--cutmix", type=float, default=None, metavar="ALPHA",
+        help="paste a box of one training image into another, area ~ Beta(ALPHA, ALPHA); with --mixup each batch "
+        "picks one; image models only (default 0: off)",
+    )  # fmt: skip
     sp.add_argument("--resume", default=None, help="continue from OUT/last.pt")
     sp.add_argument("--out", default=None, help="output directory (default runs/MODEL)")
     sp.add_argument("--seed", type=int, default=None, help="seeds init, split, shuffling and augmentation (default 0)")

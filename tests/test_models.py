@@ -304,3 +304,27 @@ def test_tcn_same_conv1d_matches_the_convolution(batch, dilation):
     x.requires_grad_(True)
     same_conv1d(conv, x).square().sum().backward()  # trains on either path
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_vgg_gap_residual_stages():
+    """residual=True puts a shortcut around each stage (projected where channels change); the plain layout is unchanged."""
+    from models.vgg_gap import ResidualStage
+
+    plain, res = build("vgg_gap"), build("vgg_gap", residual=True)
+    stages = [m for m in res.modules() if isinstance(m, ResidualStage)]
+    assert len(stages) == res.config.stages
+    assert not any(isinstance(m, ResidualStage) for m in plain.modules())
+    assert isinstance(stages[0].shortcut, torch.nn.Sequential)  # 1 -> 32 channels: a 1x1 projection
+    assert "encoder.trunk.0.0.weight" in plain.state_dict()  # checkpoints saved before the option still load
+    image = torch.randn(4, 1, 32, 32, requires_grad=True)
+    res(image=image).sum().backward()
+    assert image.grad is not None and torch.isfinite(image.grad).all()
+    with torch.no_grad():  # zeroing a block's body leaves exactly the shortcut: relu(shortcut(x))
+        block = stages[1]
+        torch.nn.init.zeros_(block.body[3].weight)
+        torch.nn.init.zeros_(block.body[3].bias)
+        x = torch.randn(2, block.body[0][0].in_channels, 8, 8)
+        block.eval()
+        assert torch.allclose(block(x), torch.relu(block.shortcut(x)))
+    with pytest.raises(TypeError, match="residual must be a bool"):
+        build("vgg_gap", residual="yes")

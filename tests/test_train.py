@@ -590,3 +590,58 @@ def test_batch_groups_round_trip(data):
                 assert all(torch.equal(gi[k], wi[k]) for k in wi)
                 if kind == "image":
                     assert gi["image"].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_in_channels_follow_the_render_channels(data, tmp_path):
+    """Rendering several planes sets the image model's in_channels; a contradicting option is refused up front."""
+    render = {"channels": ["ink", "order", "direction"]}
+    trainer = Trainer(_config(epochs=1, render=render), tmp_path / "planes", progress=False)
+    trainer._setup(data, None)
+    assert trainer.model.config.in_channels == 4
+    order = torch.arange(len(trainer.train_data))
+    inputs, _ = trainer._epoch_batches(order).__next__()
+    assert inputs["image"].shape[1] == 4
+    assert trainer.model(**inputs).shape[1] == len(trainer.vocab)
+    bad = Trainer(_config(epochs=1, render=render, model_options={**SMALL_CNN, "in_channels": 1}), tmp_path / "bad", progress=False)
+    with pytest.raises(ValueError, match="in_channels=1 does not match the 4 plane"):
+        bad._setup(data, None)
+    seq = Trainer(_config(model="gru", model_options={"hidden": 8, "layers": 1}, epochs=1, render=render), tmp_path / "seq", progress=False)
+    seq._setup(data, None)  # a sequence model has no in_channels to set
+
+
+def test_mix_images_mixup_and_cutmix():
+    """mix_images blends (mixup) or pastes a box (cutmix) with lam the share of the first image; seeded and pure."""
+    from strokes.training.train import mix_images
+
+    g = torch.Generator().manual_seed(0)
+    image, labels = torch.rand(8, 2, 16, 16), torch.arange(8)
+    keep = image.clone()
+    same = mix_images(image, labels, g, mixup=0, cutmix=0)
+    assert same[0] is image and same[1] is labels and same[2] == 1.0
+    mixed, labels_b, lam = mix_images(image, labels, torch.Generator().manual_seed(1), mixup=0.4)
+    assert 0 <= lam <= 1 and sorted(labels_b.tolist()) == list(range(8))
+    assert torch.allclose(mixed, lam * image + (1 - lam) * image[labels_b])  # labels are the row indices
+    assert torch.equal(image, keep)
+    again = mix_images(image, labels, torch.Generator().manual_seed(1), mixup=0.4)
+    assert torch.equal(again[0], mixed) and again[2] == lam
+    for seed in range(20):
+        cut, labels_b, lam = mix_images(image, labels, torch.Generator().manual_seed(seed), cutmix=1.0)
+        from_a = (cut == image).all(dim=1)  # (B, H, W): the pixel kept the first image
+        from_b = (cut == image[labels_b]).all(dim=1)
+        assert (from_a | from_b).all()
+        moved = labels_b != labels
+        if moved.any():
+            assert from_a[moved].float().mean().item() == pytest.approx(lam)
+    with pytest.raises(ValueError, match="mixup must be"):
+        TrainConfig(mixup=-1)
+
+
+def test_mixup_trains_image_models_only(data, tmp_path):
+    """A run with mixup and cutmix trains and records them; a sequence model refuses them up front."""
+    cfg = _config(epochs=1, mixup=0.2, cutmix=1.0)
+    metrics = Trainer(cfg, tmp_path / "mix", progress=False).fit(data)
+    assert np.isfinite(metrics["val"]["loss"])
+    assert read_checkpoint(tmp_path / "mix" / "best.pt")["train"]["mixup"] == 0.2
+    seq = Trainer(_config(model="gru", model_options={"hidden": 8, "layers": 1}, epochs=1, mixup=0.2), tmp_path / "seq", progress=False)
+    with pytest.raises(ValueError, match="mixup/cutmix blend images"):
+        seq._setup(data, None)

@@ -76,9 +76,11 @@ __all__ = [
     "native_bf16",
     "PRECISIONS",
     "evaluate_logits",
+    "model_options_for_render",
     "topk_accuracy",
     "checkpoint_split",
     "training_loss",
+    "mix_images",
     "distillation_loss",
     "teacher_log_probs",
     "batch_input_kind",
@@ -126,6 +128,8 @@ class TrainConfig:
     distill_weights: list | None = None  # one weight > 0 per teacher for that average; None = equal weights
     distill_alpha: float = 0.5  # weight of the distillation term: (1 - alpha) * CE + alpha * T^2 * KL
     distill_temperature: float = 2.0  # softmax temperature T of teacher and student in the distillation term
+    mixup: float = 0.0  # mixup of image batches: mixing weight ~ Beta(mixup, mixup); 0 = off (image models only)
+    cutmix: float = 0.0  # cutmix of image batches: box area ~ Beta(cutmix, cutmix); 0 = off; with mixup, each batch picks one
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -144,6 +148,10 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0):
             raise ValueError(f"workers must be an int >= 0 or None (auto), got {self.workers!r}")
+        for name in ("mixup", "cutmix"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < math.inf):
+                raise ValueError(f"{name} must be a finite number >= 0 (the Beta distribution's alpha; 0 = off), got {v!r}")
         self._check_distillation()
 
     def _check_distillation(self) -> None:
@@ -438,6 +446,57 @@ def training_loss(
     return loss
 
 
+def mix_images(image, labels, generator, *, mixup: float = 0.0, cutmix: float = 0.0):
+    """Mixup or cutmix of one image batch, returning ``(mixed, labels_b, lam)``.
+
+    The loss of the mixed batch is ``lam * CE(logits, labels) + (1 - lam) * CE(logits, labels_b)``.
+
+    ``image`` (B, C, H, W) is paired with itself in an order drawn from ``generator``
+    (a ``torch.Generator``). Mixup blends the pair, ``lam * a + (1 - lam) * b`` with
+    ``lam ~ Beta(mixup, mixup)``; cutmix pastes one box of ``b`` into ``a``, the box's
+    area ``1 - lam`` with ``lam ~ Beta(cutmix, cutmix)``, and ``lam`` is then the share of
+    ``a`` left after clipping the box to the image. When both are > 0, each batch picks
+    one with equal odds; when both are 0 the batch is returned as is with ``lam = 1``.
+    Pure: the inputs are not modified, and the same generator state gives the same mix.
+    """
+    import torch
+
+    if mixup <= 0 and cutmix <= 0:
+        return image, labels, 1.0
+    if image.dim() != 4:
+        raise ValueError(f"mix_images needs images of shape (B, C, H, W), got {tuple(image.shape)}")
+    b, _, h, w = image.shape
+    perm = torch.randperm(b, generator=generator)  # (B,)
+    use_cut = cutmix > 0 and (mixup <= 0 or bool(torch.rand((), generator=generator) < 0.5))
+    alpha = cutmix if use_cut else mixup
+    lam = _beta(alpha, generator)
+    other = image[perm.to(image.device)]  # (B, C, H, W)
+    labels_b = labels[perm.to(labels.device)]  # (B,)
+    if not use_cut:
+        return lam * image + (1.0 - lam) * other, labels_b, lam
+    ratio = math.sqrt(1.0 - lam)
+    cut_h, cut_w = int(round(h * ratio)), int(round(w * ratio))
+    cy, cx = (int(v) for v in torch.randint(0, max(h, w), (2,), generator=generator))
+    cy, cx = cy % h, cx % w
+    y0, y1 = max(cy - cut_h // 2, 0), min(cy + (cut_h + 1) // 2, h)
+    x0, x1 = max(cx - cut_w // 2, 0), min(cx + (cut_w + 1) // 2, w)
+    mixed = image.clone()
+    mixed[:, :, y0:y1, x0:x1] = other[:, :, y0:y1, x0:x1]  # (B, C, H, W)
+    lam = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+    return mixed, labels_b, lam
+
+
+def _beta(alpha: float, generator) -> float:
+    """One draw of Beta(alpha, alpha) from ``generator``: X / (X + Y), X and Y ~ Gamma(alpha, 1)."""
+    import torch
+
+    # torch's Beta and Gamma samplers take no generator; the inverse-CDF of a Beta has no closed
+    # form either, so draw the two Gammas with numpy from a seed taken off the torch generator
+    seed = int(torch.randint(0, 2**31 - 1, (), generator=generator))
+    x, y = np.random.default_rng(seed).gamma(alpha, 1.0, size=2)
+    return float(x / (x + y)) if x + y > 0 else 0.5
+
+
 def _training_outputs_module(model):
     """``model`` as a module whose ``forward`` is ``model.training_outputs``: DDP syncs and
     ``torch.compile`` traces only ``forward``, and the auxiliary heads must be part of it."""
@@ -475,6 +534,31 @@ def _file_sha256(path) -> str:
 def _plain_json(obj):
     """``obj`` as plain JSON data (tuples -> lists), so configs compare by value."""
     return json.loads(json.dumps(obj))
+
+
+def model_options_for_render(model: str, input_kind: str, options: dict, render) -> dict:
+    """``options`` with the model's ``in_channels`` set to the planes ``render`` (a RenderConfig) draws.
+
+    ``--channels ink,order`` renders 2 planes; a model that reads images then needs
+    ``in_channels=2``, which is filled in unless given. A given value that disagrees
+    raises ``ValueError`` naming both, rather than failing at the first batch.
+    """
+    import models
+
+    options = dict(options)
+    if input_kind not in ("image", "both"):
+        return options
+    fields = {f.name for f in dataclasses.fields(models.default_config(model))}
+    if "in_channels" not in fields:
+        return options
+    planes = render.n_planes
+    given = options.setdefault("in_channels", planes)
+    if given != planes:
+        raise ValueError(
+            f"model option in_channels={given!r} does not match the {planes} plane(s) rendered for channels "
+            f"{list(render.channels)}; drop the option (it is set from the channels) or set it to {planes}"
+        )
+    return options
 
 
 def evaluate_logits(model, data, input_kind, render, batch_size=1024, amp_dtype=None, progress=None, channels_last=False):
@@ -606,7 +690,8 @@ class Trainer:
         self.test_data = tensors(sp.test) if len(sp.test) else None
 
         torch.manual_seed(cfg.seed)
-        self.model = models.create_model(cfg.model, len(self.vocab), **cfg.model_options).to(self.device)
+        options = model_options_for_render(cfg.model, self.input_kind, cfg.model_options, self.render)
+        self.model = models.create_model(cfg.model, len(self.vocab), **options).to(self.device)
         self.precision = resolve_precision(cfg.precision, self.device)
         self.amp_dtype = torch.bfloat16 if self.precision == "bf16" else None
         # NHWC for convolutions: the conv weights now, the images as each batch is made
@@ -617,6 +702,12 @@ class Trainer:
         for t in self.teachers:
             if self.batch_channels_last and t.input_kind in ("image", "both"):
                 t.model.to(memory_format=torch.channels_last)
+        self.mixing = cfg.mixup > 0 or cfg.cutmix > 0
+        if self.mixing and self.batch_kind != "image":
+            raise ValueError(
+                f"mixup/cutmix blend images, but {cfg.model} (with its teachers) reads {self.batch_kind} input; "
+                "use them with an image model and image teachers, or set mixup=0 and cutmix=0"
+            )
         # auxiliary losses: a model with training_outputs() and aux_weight > 0 (fusion's per-branch heads)
         has_aux = callable(getattr(self.model, "training_outputs", None))
         self.aux_weight = float(getattr(self.model, "aux_weight", 0.0) or 0.0) if has_aux else 0.0
@@ -921,6 +1012,8 @@ class Trainer:
         else:
             order = torch.randperm(n, generator=self.shuffle_gen).to(self.device)
         batches = self._epoch_batches(order)
+        # mixup/cutmix draws: seeded per (seed, epoch, rank), so a resumed run mixes as the uninterrupted one
+        mix_gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + self.epoch) * 1_009 + self.dist.rank)
         # running sums stay on the device: no host sync per step on a GPU
         total_loss = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -938,6 +1031,12 @@ class Trainer:
         for step in bar:
             timer.start()
             inputs, labels = next(batches)  # waits for a worker's batch, or prepares it here
+            lam, labels_b = 1.0, labels
+            if self.mixing:
+                image, labels_b, lam = mix_images(inputs["image"], labels, mix_gen, mixup=cfg.mixup, cutmix=cfg.cutmix)
+                if self.batch_channels_last:
+                    image = image.contiguous(memory_format=torch.channels_last)
+                inputs = {**inputs, "image": image}  # (B, C, H, W)
             timer.data_done()
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 out = self.forward(**inputs_for(self.input_kind, inputs))
@@ -948,6 +1047,12 @@ class Trainer:
                     teacher_log_probs=teacher, alpha=cfg.distill_alpha, temperature=cfg.distill_temperature,
                     label_smoothing=cfg.label_smoothing,
                 )  # fmt: skip
+                if lam < 1.0:  # mixed batch: the loss of the pasted-in partner, weighted by its share
+                    loss = lam * loss + (1.0 - lam) * training_loss(
+                        logits.float(), labels_b, aux_logits=[a.float() for a in aux], aux_weight=self.aux_weight,
+                        teacher_log_probs=teacher, alpha=cfg.distill_alpha, temperature=cfg.distill_temperature,
+                        label_smoothing=cfg.label_smoothing,
+                    )  # fmt: skip
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
