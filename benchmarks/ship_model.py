@@ -78,7 +78,9 @@ def main(argv=None) -> int:
     p.add_argument("--baseline-command", default="", help="the command that trained the baseline (recorded)")
     p.add_argument("--previous", default=None, help="the default model this one replaces, measured beside it on the same split")
     p.add_argument("--probes", default=",".join(PROBES), help=f"comma list of probes (default {','.join(PROBES)}; 'none')")
-    p.add_argument("--seed", type=int, default=0, help="seed of the seeded probes (stroke order)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the seeded probes (stroke order) and of the teach references' sample")
+    p.add_argument("--no-teach-references", action="store_true",
+                   help="ship without teach_references (embeddings of val-writer drawings that keep taught symbols off the built-in ones)")
     args = p.parse_args(argv)
 
     import strokes
@@ -111,6 +113,14 @@ def main(argv=None) -> int:
         }
     )
     ckpt["metrics"] = metrics
+    if not args.no_teach_references:  # real-drawing negatives for taught symbols: the val writers', never trained on
+        from strokes.recognizer import Recognizer
+        from strokes.teach import reference_features
+
+        ckpt["teach_references"] = reference_features(
+            Recognizer(loaded), [ds[int(i)].strokes for i in sp.val], [ds.vocab[c] for c in ds.labels[sp.val]],
+            seed=args.seed,
+        )  # fmt: skip
     previous = None
     if args.previous:
         prev = load_checkpoint(args.previous)

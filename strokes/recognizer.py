@@ -160,7 +160,7 @@ class Recognizer:
 
         ``user_symbols``: a store of taught symbols (see :func:`strokes.teach`), ranked with the
         built-in classes; ``method``: how taught symbols are scored, ``"imprint"`` or
-        ``"prototype"`` (default ``strokes.teach.DEFAULT_METHOD``, imprint).
+        ``"prototype"`` (default ``strokes.teach.DEFAULT_METHOD``, prototype).
         """
         _check_k(k, len(self.vocab))  # a bad k fails before any store is read
         if isinstance(inks, np.ndarray) and inks.ndim == 2:

@@ -37,22 +37,27 @@ per-class calibration maps similarity 0 to B0 and the label's own typical
 similarity ``s`` to T, so a label whose drawings vary a lot gets a wider
 acceptance than a label drawn the same way every time:
 
-``imprint`` (the default)
+``imprint``
     weight imprinting: a new row of the classifier,
     ``w = a p``, ``b = B0 - a (p . mean)`` with ``a = (T - B0) / s``, where ``s`` is
     the leave-one-out *projection* ``(f_i - mean) . p_-i``. Logits stay linear in
     ``f``, like the built-in ones.
-``prototype``
+``prototype`` (the default)
     class prototypes with cosine similarity:
     ``logit = B0 + (T - B0) cos(f - mean, p) / s``, ``s`` the leave-one-out cosine.
 
-**The cap.** The synthetic reference drawings of classes the model knows
-(``Calibration.negatives``, with their top built-in logits) guard the built-in
-classes: each taught row is lowered, per label, just enough that none of them
-scores higher on it than on its own top built-in class (``NEGATIVE_MARGIN``
-below that, 0 by default). A label's own reference drawings don't count (teaching
-a known label keeps its reach). Without it, a taught look-alike of a built-in
-class (``z`` of ``2``) takes that class's drawings wholesale.
+**The cap.** Reference drawings of the built-in classes (``Calibration.negatives``,
+with their top built-in logits) guard those classes: each taught row is lowered, per
+label, just enough that it does not score higher on them than their own top built-in
+class (``NEGATIVE_MARGIN`` below that, 0 by default). A label's own reference drawings
+don't count (teaching a known label keeps its reach). Without it, a taught look-alike of
+a built-in class (``z`` of ``2``) takes that class's drawings wholesale. The references
+are, when the checkpoint has them, its ``teach_references``: embeddings of real drawings
+the model did not train on (its validation writers', up to :data:`REFERENCES_PER_CLASS`
+per class; :func:`add_teach_references`, done by ``benchmarks/ship_model.py`` for the
+default model), of which a taught row may take at most ``1 - REFERENCE_QUANTILE`` (0.5 %).
+Otherwise they are the synthetic drawings of classes the model knows, and the row must
+leave every one of them alone.
 
 Softmax runs over built-in and taught logits together. A taught label the
 model already knows keeps its built-in row and gains the user's row; its
@@ -69,14 +74,17 @@ point of it everywhere. A single global offset on raw imprinted rows trades one 
 the other (for 5 drawings: 93.5 % taught at 92.0 % built-in, or 97.6 % at 88.2 %, or
 98.3 % at 31 %); centring the embedding does most of the per-class work, and the
 per-class calibration places the operating point from the model's own logit statistics
-instead of a tuned offset. Imprinting is the default: as good or slightly better, and it
-is one linear row per label. Teaching 5 rotated drawings of a known class lifts rotated
+instead of a tuned offset. Against the synthetic cap, imprinting was as good or slightly
+better; against a checkpoint's reference drawings (below), prototypes name the held-out
+symbols as often at a smaller cost to the built-in classes, so they are the default. Teaching 5 rotated drawings of a known class lifts rotated
 drawings of it from ~50 % to ~87 %, at about 2 points on unrotated drawings.
 
 The harder test, classes the model *never* saw in training (``benchmarks/bench_teach.py``,
-20 CROHME classes left out of training, see ``benchmarks/RESULTS.md``): 75 % top-1 and
-97 % top-5 on them from 5 drawings each, at a cost of 7 points on the built-in classes
-(12 without the cap), mostly look-alikes such as ``z`` taught next to a built-in ``2``.
+20 CROHME classes left out of training, see ``benchmarks/RESULTS.md``): with reference
+drawings and prototypes, about 75 % top-1 and 97 % top-5 on them from 5 drawings each, at a
+cost of about 4 points on the built-in classes (the synthetic cap: 7 points for the same
+taught accuracy; 12 without a cap), mostly look-alikes such as ``z`` taught next to a
+built-in ``2``.
 
 Caching: per model and store, the embeddings of stored drawings are computed
 once; a recognize() call asks the store for ``(row count, largest id)`` (one
@@ -120,6 +128,9 @@ __all__ = [
     "Calibration",
     "calibrate",
     "model_calibration",
+    "reference_features",
+    "add_teach_references",
+    "REFERENCE_QUANTILE",
     "build_head",
     "compare",
     "METHODS",
@@ -131,8 +142,10 @@ __all__ = [
 
 #: How taught symbols are scored (see the module docstring).
 METHODS = ("imprint", "prototype")
-#: The method recognize() uses.
-DEFAULT_METHOD = "imprint"
+#: The method recognize() uses: with a checkpoint's teach_references, class prototypes named
+#: held-out CROHME symbols as often as imprinting at a smaller cost to the built-in classes
+#: (benchmarks/bench_teach.py).
+DEFAULT_METHOD = "prototype"
 #: Prior leave-one-out cosine of a drawing to the other drawings of its label (the median
 #: between same-class CROHME drawings in the default model's centred embedding is about 0.85).
 PRIOR_SIMILARITY = 0.8
@@ -146,6 +159,14 @@ CALIBRATION_WRITERS = 4
 #: How far below the reference drawing's own top built-in logit a taught row's logit is held on
 #: every reference drawing of a built-in class (0: at most equal; see the module docstring).
 NEGATIVE_MARGIN = 0.0
+#: With real reference drawings (a checkpoint's ``teach_references``): the share of them a taught
+#: row must leave to their own top class. 1.0 would be every one of them (the rule for the few
+#: synthetic drawings); 0.995 lets a taught row take at most 0.5 % of them, which measured on
+#: 20 CROHME classes left out of training (benchmarks/bench_teach.py) halves the built-in cost
+#: of the synthetic cap at about the same taught-symbol accuracy.
+REFERENCE_QUANTILE = 0.995
+#: Reference drawings kept per built-in class by :func:`add_teach_references` (a seeded sample).
+REFERENCES_PER_CLASS = 100
 
 
 # ------------------------------------------------------------------------------------ teaching
@@ -211,6 +232,8 @@ class Calibration:
     negatives: np.ndarray | None = None  #: (M, D) embeddings of the reference drawings of built-in classes, or None
     negative_top: np.ndarray | None = None  #: (M,) the top built-in logit of each of them
     negative_labels: tuple = ()  #: (M,) the built-in class of each of them
+    quantile: float = 1.0  #: the share of the negatives on which a taught row must not beat their top class
+    source: str = "synthetic"  #: where the negatives come from: "synthetic" ink or the checkpoint's "references"
 
 
 def calibrate(feats: np.ndarray, W: np.ndarray, b: np.ndarray, labels=None) -> Calibration:
@@ -240,18 +263,96 @@ def calibrate(feats: np.ndarray, W: np.ndarray, b: np.ndarray, labels=None) -> C
     )  # fmt: skip
 
 
-def model_calibration(rec) -> Calibration:
-    """The cached :class:`Calibration` of a :class:`strokes.recognizer.Recognizer` (computed once, on synthetic ink)."""
-    cal = getattr(rec, "_teach_calibration", None)
+def model_calibration(rec, references: bool = True) -> Calibration:
+    """The cached :class:`Calibration` of a :class:`strokes.recognizer.Recognizer`.
+
+    ``mean``, T and B0 come from synthetic ink (computed once). The negatives that cap taught
+    rows are the checkpoint's ``teach_references`` when it has them (real drawings of the
+    built-in classes, capped at :data:`REFERENCE_QUANTILE`), else the synthetic drawings of
+    classes the model knows (capped on all of them). ``references=False`` ignores the
+    checkpoint's references (for comparisons).
+    """
+    cache = "_teach_calibration" if references else "_teach_calibration_synthetic"
+    cal = getattr(rec, cache, None)
     if cal is None:
         from .synthetic import generate
 
         syn = generate(n_writers=CALIBRATION_WRITERS, samples_per_writer=1, seed=0)
         _, feats = rec.logits_and_features([syn[i].strokes for i in range(len(syn))])
         W, b = classifier_weights(rec)
-        cal = rec._teach_calibration = calibrate(feats, W, b, synthetic_labels(syn, rec.classes))
-        log.info("calibrated %s for taught symbols: T=%.2f, B0=%.2f", rec.loaded.name, cal.target, cal.background)
+        cal = calibrate(feats, W, b, synthetic_labels(syn, rec.classes))
+        refs = rec.loaded.checkpoint.get("teach_references") if references else None
+        if refs is not None and len(refs["labels"]):
+            vocab = rec.classes
+            cal = Calibration(
+                mean=cal.mean, target=cal.target, background=cal.background,
+                negatives=refs["features"].double().numpy(), negative_top=refs["top"].double().numpy(),
+                negative_labels=tuple(vocab[int(i)] for i in refs["labels"]), quantile=REFERENCE_QUANTILE,
+                source="references",
+            )  # fmt: skip
+        setattr(rec, cache, cal)
+        log.info(
+            "calibrated %s for taught symbols: T=%.2f, B0=%.2f, %d %s negatives",
+            rec.loaded.name, cal.target, cal.background, 0 if cal.negatives is None else len(cal.negatives), cal.source,
+        )  # fmt: skip
     return cal
+
+
+def reference_features(rec, inks: Sequence, labels: Sequence[str], per_class: int | None = REFERENCES_PER_CLASS, seed: int = 0) -> dict:
+    """The ``teach_references`` section for ``rec``'s checkpoint from drawings of its built-in classes.
+
+    ``inks`` should be drawings the model did not train on (its validation writers'), ``labels``
+    their class names (each in the model's vocabulary). At most ``per_class`` drawings per class
+    are kept (a sample seeded by ``seed``; None keeps all). Returns tensors ``features`` (M, D)
+    float16, ``top`` (M,) float32 (the top built-in logit of each) and ``labels`` (M,) int64.
+    """
+    import torch
+
+    vocab = {c: i for i, c in enumerate(rec.classes)}
+    labels = [str(x) for x in labels]
+    if len(labels) != len(inks):
+        raise ValueError(f"reference_features needs one label per ink: {len(labels)} labels for {len(inks)} inks")
+    unknown = sorted(set(labels) - vocab.keys())
+    if unknown:
+        raise ValueError(f"reference drawings must be of the model's built-in classes; {unknown[:5]} are not among its {len(vocab)}")
+    y = np.array([vocab[x] for x in labels], dtype=np.int64)
+    keep = np.arange(len(y))
+    if per_class is not None:
+        if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+            raise ValueError(f"per_class must be a positive int or None, got {per_class!r}")
+        rng = np.random.default_rng(seed)
+        keep = np.sort(np.concatenate([
+            rng.permutation(np.flatnonzero(y == c))[:per_class] for c in np.unique(y)
+        ])) if len(y) else keep  # fmt: skip
+    feats, tops = [], []
+    for a in range(0, len(keep), 512):
+        logits, f = rec.logits_and_features([inks[int(i)] for i in keep[a : a + 512]])
+        feats.append(f)
+        tops.append(logits.max(1))
+    dim = rec.classifier.in_features if rec.classifier is not None else 0
+    return {
+        "features": torch.from_numpy(np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)).half(),
+        "top": torch.from_numpy(np.concatenate(tops) if tops else np.zeros(0, np.float32)).float(),
+        "labels": torch.from_numpy(y[keep]),
+    }
+
+
+def add_teach_references(checkpoint, inks: Sequence, labels: Sequence[str], out=None, per_class: int | None = REFERENCES_PER_CLASS, seed: int = 0):
+    """Write ``checkpoint`` (a path) again, to ``out`` (default: in place, atomically), with a
+    ``teach_references`` section computed from ``inks`` and ``labels`` (see :func:`reference_features`).
+
+    The weights and every other section are kept as they are. Returns the path written.
+    """
+    from pathlib import Path
+
+    from .recognizer import Recognizer
+    from .training.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+
+    path = Path(checkpoint)
+    ckpt = read_checkpoint(path)
+    rec = Recognizer(load_checkpoint(ckpt))
+    ckpt["teach_references"] = reference_features(rec, inks, labels, per_class=per_class, seed=seed)
+    return save_checkpoint(ckpt, path if out is None else out)
 
 
 def synthetic_labels(syn, vocab) -> list:
@@ -380,7 +481,8 @@ def build_head(vocab, feats: np.ndarray, labels: Sequence[str], cal: Calibration
         # the cap: no reference drawing of a built-in class may be taken from its class by a taught row
         excess = head.taught_logits(cal.negatives).astype(np.float64) - cal.negative_top[:, None] + NEGATIVE_MARGIN  # (M, L)
         excess[np.asarray(cal.negative_labels, dtype=object)[:, None] == names[None, :].astype(object)] = -np.inf  # a label's own drawings
-        head.cap = np.maximum(excess.max(0), 0.0).astype(np.float32)
+        worst = excess.max(0) if cal.quantile >= 1 else np.quantile(excess, cal.quantile, axis=0, method="higher")  # (L,)
+        head.cap = np.maximum(np.nan_to_num(worst, nan=0.0, neginf=0.0), 0.0).astype(np.float32)
     return head
 
 

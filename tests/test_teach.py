@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import strokes
 from strokes import cli
@@ -181,6 +182,55 @@ def test_cap_keeps_reference_drawings_with_their_built_in_class():
     assert excess.max() <= 1e-4
     with pytest.raises(ValueError, match="one class"):
         calibrate(ref, W, b, ref_labels[:10])
+
+
+def test_cap_at_a_quantile_leaves_that_share_of_references_alone():
+    """With quantile q, a taught row beats the top class of at most a (1 - q) share of the reference drawings, and is capped less than at q = 1."""
+    import dataclasses
+
+    rng = np.random.default_rng(2)
+    D, K = 16, 5
+    W, b = rng.normal(size=(K, D)), rng.normal(size=K) * 0.1
+    ref = np.abs(rng.normal(size=(400, D)))
+    cal = calibrate(ref, W, b, [f"c{i % K}" for i in range(400)])
+    feats = ref[:6] + rng.normal(size=(6, D)) * 0.05
+    vocab = [f"c{i}" for i in range(K)]
+    strict = build_head(vocab, feats, ["new"] * 6, cal)
+    for q in (0.99, 0.95):
+        loose = build_head(vocab, feats, ["new"] * 6, dataclasses.replace(cal, quantile=q))
+        taken = loose.taught_logits(cal.negatives.astype(np.float32))[:, 0] > cal.negative_top + 1e-4
+        assert taken.mean() <= 1 - q + 1e-9
+        assert 0 <= loose.cap[0] <= strict.cap[0]
+
+
+def test_teach_references_travel_in_the_checkpoint(tmp_path, mini, stars):
+    """add_teach_references writes real-drawing negatives into a checkpoint that loads weights-only; the recognizer caps with them."""
+    from strokes.teach import REFERENCE_QUANTILE, add_teach_references, model_calibration, reference_features
+    from strokes.training.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+
+    default = ROOT / "strokes" / "data" / "default_model.pt"
+    inks = [mini[i].strokes for i in range(len(mini))]
+    labels = [mini.vocab[c] for c in mini.labels]
+    out = add_teach_references(default, inks, labels, out=tmp_path / "refs.pt", per_class=2, seed=0)
+    refs = read_checkpoint(out)["teach_references"]
+    counts = np.bincount(refs["labels"].numpy())
+    assert counts.max() <= 2 and len(refs["labels"]) == sum(min(2, n) for n in np.bincount(mini.labels) if n)
+    assert refs["features"].dtype == torch.float16 and refs["top"].shape == refs["labels"].shape
+    rec = get_recognizer(str(out))
+    cal = model_calibration(rec)
+    assert cal.source == "references" and cal.quantile == REFERENCE_QUANTILE and len(cal.negatives) == len(refs["labels"])
+    assert model_calibration(rec, references=False).source == "synthetic"
+    store = tmp_path / "taught.sqlite"
+    strokes.teach("\\star", stars[:5], user_symbols=str(store))
+    top5 = strokes.recognize_batch(stars[5:15], k=5, model=str(out), user_symbols=str(store))
+    assert np.mean(["\\star" in [lab for lab, _ in r] for r in top5]) >= 0.8
+    with pytest.raises(ValueError, match="built-in classes"):
+        reference_features(rec, inks[:2], ["not-a-class", labels[1]])
+    ckpt = read_checkpoint(out)
+    ckpt["teach_references"] = {"features": ckpt["teach_references"]["features"], "top": "x", "labels": None}
+    save_checkpoint(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="teach_references"):
+        load_checkpoint(tmp_path / "bad.pt")
 
 
 # ------------------------------------------------------------------------------------ caching and speed

@@ -20,6 +20,12 @@ of plain data only (dicts, lists, strings, numbers and tensors):
     rendered, when it differs from ``pipeline`` (a late fusion of a sequence
     member trained on resampled ink and an image member trained on the ink as
     drawn). Absent: the image is rendered from ``pipeline``'s points.
+``teach_references`` (optional)
+    embeddings of drawings of the built-in classes that the model did not train on
+    (``{"features": (M, D) float16, "top": (M,) float32, "labels": (M,) int64}``: the
+    input of the final linear layer, the top built-in logit, the class index), which
+    keep taught symbols off the built-in classes (:mod:`strokes.teach`,
+    :func:`strokes.teach.add_teach_references`). Numbers, not drawings.
 ``metrics``, ``history``, ``train``
     final metrics (val / test), per-epoch history and the training config.
 ``versions``
@@ -325,6 +331,18 @@ def _check_layout(ckpt: dict, name: str) -> None:
         raise bad("'render' section", "a dict", ckpt["render"])
     if "image_pipeline" in ckpt and not isinstance(ckpt["image_pipeline"], list):
         raise bad("'image_pipeline' section", "a list of step configs", ckpt["image_pipeline"])
+    if "teach_references" in ckpt:
+        refs = ckpt["teach_references"]
+        if not isinstance(refs, dict) or not all(isinstance(refs.get(k), torch.Tensor) for k in ("features", "top", "labels")):
+            raise bad("'teach_references' section", "a dict of tensors 'features', 'top' and 'labels'", refs)
+        m = refs["features"].shape[0] if refs["features"].dim() == 2 else -1
+        if m < 0 or refs["top"].shape != (m,) or refs["labels"].shape != (m,):
+            raise ValueError(
+                f"{name} is damaged: its 'teach_references' should hold features (M, D), top (M,) and labels (M,); "
+                f"got {tuple(refs['features'].shape)}, {tuple(refs['top'].shape)}, {tuple(refs['labels'].shape)}"
+            )
+        if m and not (0 <= int(refs["labels"].min()) and int(refs["labels"].max()) < len(vocab)):
+            raise ValueError(f"{name} is damaged: its 'teach_references' name classes outside its {len(vocab)}-class vocabulary")
 
 
 def _weight_mismatches(expected: dict, found: dict, limit: int = 3) -> str:
