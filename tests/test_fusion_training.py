@@ -396,3 +396,32 @@ def test_resume_refuses_a_teacher_that_changed(data, teacher, tmp_path):
     resumed = Trainer(_config(model="gru", model_options=TINY_GRU, distill_from=[str(mine)], epochs=2), tmp_path / "run", progress=False)
     with pytest.raises(ValueError, match="cannot resume"):
         resumed.fit(data, resume=tmp_path / "run" / "last.pt")
+
+
+def test_late_fusion_with_two_pipelines_teaches_an_image_student(data, tmp_path):
+    """A late fusion whose sequence member resamples the ink its image member reads as drawn teaches an image
+    student: on each batch its points are resampled for it, so it scores the batch as it scores that ink alone."""
+    from strokes.training.batching import loaded_tensors
+    from strokes.training.ensemble import save_ensemble
+    from strokes.training.train import default_pipeline_for
+
+    image_pipe = default_pipeline_for("image")
+    seq = _random_teacher(tmp_path, data, "tcn.pt", model="tcn", channels=8, blocks=2)  # 48 resampled points
+    img = _random_teacher(tmp_path, data, "cnn.pt", model="extexify_cnn", pipeline=image_pipe, **SMALL_CNN)
+    fused = save_ensemble([seq, img], data, tmp_path / "fused.pt", split=np.arange(len(data)))["path"]
+    cfg = _config(model="extexify_cnn", model_options=SMALL_CNN, distill_from=[str(fused)], epochs=1)
+    trainer = Trainer(cfg, tmp_path / "student", progress=False)
+    trainer._setup(data, None)
+    assert trainer.batch_kind == "both" and [type(s).__name__ for s in trainer.teacher_steps] == ["Pipeline"]
+    got = trainer._teacher_log_probs(make_inputs(trainer.val_data, "both", trainer.render))  # (B, K)
+    teacher = load_checkpoint(fused)
+    from strokes.splits import split
+
+    val = split(data, mode=cfg.split, val=cfg.val, test=cfg.test, seed=cfg.seed).val  # the trainer's val split
+    assert len(val) == len(trainer.val_data)
+    alone = make_inputs(loaded_tensors(data.subset(val), teacher), "both", teacher.render)
+    with torch.no_grad():
+        want = torch.log_softmax(teacher.model(**alone).float(), 1)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    trainer.fit(data)  # and it trains
+    assert read_checkpoint(tmp_path / "student" / "best.pt")["train"]["distill_used"]["teachers"][0]["model"] == "late_fusion"

@@ -186,6 +186,28 @@ def pad(points, offsets, min_length: int = 1):
     return out, lengths
 
 
+def renormalize(points, lengths, pipeline):
+    """Padded points ``(B, T, 3)`` with ``lengths`` ``(B,)`` run through more normalization
+    steps (``pipeline``, a :class:`strokes.normalize.Pipeline`), padded again: ``(points, lengths)``.
+
+    Used to feed a distillation teacher whose pipeline is the student's followed by more steps
+    (a late fusion's sequence member resamples the ink its image member reads as drawn): the
+    teacher then sees the student's batch, augmentation included, normalized as it was trained.
+    """
+    import numpy as np
+
+    from ..normalize import PenBatch
+
+    torch = _torch()
+    p = points.detach().float().cpu().numpy()  # (B, T, 3)
+    n = lengths.detach().cpu().numpy().astype(np.int64)  # (B,)
+    mask = np.arange(p.shape[1])[None, :] < n[:, None]  # (B, T)
+    out = pipeline(PenBatch(np.ascontiguousarray(p[mask]), np.concatenate([[0], np.cumsum(n)]).astype(np.int64)))
+    data = torch.from_numpy(np.ascontiguousarray(out.data, dtype=np.float32)).to(points.device)  # (P', 3)
+    padded, new_lengths = pad(data, torch.from_numpy(np.asarray(out.offsets, np.int64)).to(points.device))
+    return padded.to(points.dtype), new_lengths
+
+
 def make_inputs(batch: InkTensors, input_kind: str, render_config, *, augment=None, generator=None, channels_last: bool = False) -> dict:
     """The ``forward`` keyword arguments for a model taking ``input_kind``.
 

@@ -41,8 +41,9 @@ Beyond plain cross-entropy (issue 15), see :func:`training_loss`:
   log-probabilities are averaged (weighted by ``distill_weights``) and the loss
   of the main head is ``(1 - alpha) * CE(student, labels) + alpha * T^2 *
   KL(softmax(teacher / T) || softmax(student / T))``. Teachers must share the
-  student's vocabulary (same order) and normalization pipeline, and image-reading
-  teachers its render config. When a teacher reads an input the student does not
+  student's vocabulary (same order) and normalization pipeline (a teacher reading
+  points may add steps after it, which run on each batch for it: a late fusion whose
+  sequence member resamples), and image-reading teachers its render config. When a teacher reads an input the student does not
   (an image teacher for a sequence student, say), batches are built with both
   the points and the image, and each model is passed only what it reads.
 
@@ -782,6 +783,7 @@ class Trainer:
 
         cfg = self.config
         teachers = []
+        self.teacher_steps = []  # per teacher: more normalization steps for its points, or None
         for path in cfg.distill_from or []:
             teacher = load_checkpoint(path, device=self.device)
             what = f"teacher {path} ({teacher.name})"
@@ -791,13 +793,26 @@ class Trainer:
                     f"(teacher: {len(teacher.vocab)} labels, data: {len(self.vocab)}); a teacher must predict the "
                     "student's classes in the same order: train it on this data"
                 )
+            extra = None
             if self.data_kind == "strokes":  # image data is not normalized, and has one render (check_image_input)
-                mine, theirs = _plain_json(self.pipeline.to_config()), _plain_json(teacher.pipeline.to_config())
-                if theirs != mine:
+                mine = _plain_json(self.pipeline.to_config())
+                theirs = _plain_json(teacher.pipeline.to_config())
+                if teacher.input_kind in ("sequence", "both"):
+                    if theirs[: len(mine)] != mine:
+                        raise ValueError(
+                            f"{what} normalizes ink with another pipeline than this run: teacher {json.dumps(theirs)}, "
+                            f"student {json.dumps(mine)}; both score the same batch, so the teacher's must be the "
+                            "student's, or the student's followed by more steps: set the student's pipeline "
+                            "(TrainConfig.pipeline)"
+                        )
+                    if len(theirs) > len(mine):  # run on each batch for this teacher (strokes.training.batching.renormalize)
+                        extra = type(teacher.pipeline)(teacher.pipeline.steps[len(mine) :])
+                theirs = _plain_json(teacher.render_pipeline.to_config())
+                if teacher.input_kind in ("image", "both") and theirs != mine:
                     raise ValueError(
-                        f"{what} normalizes ink with another pipeline than this run: teacher {json.dumps(theirs)}, "
-                        f"student {json.dumps(mine)}; both score the same batch, so they must share it: set the "
-                        "student's pipeline to the teacher's (TrainConfig.pipeline)"
+                        f"{what} renders its images from ink normalized by another pipeline than this run's: teacher "
+                        f"{json.dumps(theirs)}, student {json.dumps(mine)}; set the student's pipeline to the teacher's "
+                        "(TrainConfig.pipeline)"
                     )
                 mine, theirs = _plain_json(self.render.to_config()), _plain_json(teacher.render.to_config())
                 if teacher.input_kind in ("image", "both") and theirs != mine:
@@ -805,6 +820,7 @@ class Trainer:
                         f"{what} reads images rendered with another config than this run's: teacher {json.dumps(theirs)}, "
                         f"student {json.dumps(mine)}; set the student's render to the teacher's (TrainConfig.render)"
                     )
+            self.teacher_steps.append(extra)
             check_image_input(ds, teacher.input_kind, teacher.render, what)
             teacher.model.requires_grad_(False)
             teacher.model.eval()
@@ -815,8 +831,15 @@ class Trainer:
         """The teachers' averaged log-probabilities ``(B, K)`` on batch ``inputs`` (no gradients)."""
         import torch
 
+        from .batching import renormalize
+
         with torch.no_grad():
-            logits = [t.model(**inputs_for(t.input_kind, inputs)).float() for t in self.teachers]  # M x (B, K)
+            logits = []
+            for t, steps in zip(self.teachers, self.teacher_steps):
+                mine = inputs_for(t.input_kind, inputs)
+                if steps is not None:  # its pipeline continues the student's
+                    mine["points"], mine["lengths"] = renormalize(inputs["points"], inputs["lengths"], steps)
+                logits.append(t.model(**mine).float())  # (B, K)
             return teacher_log_probs(logits, self.teacher_weights)
 
     def _distill_record(self) -> dict | None:
