@@ -67,25 +67,46 @@ SMALL_BATCH = 32
 def same_conv1d(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` for a same-padded, possibly dilated ``nn.Conv1d``; small batches as one matmul over shifted copies.
 
-    PyTorch's CPU kernel for a dilated 1-D convolution takes a slow generic path on
-    small batches (at batch 1 the TCN spends about 60% of its forward there); large
-    batches, and bf16 autocast, are faster through ``conv(x)``. So batches of up to
+    PyTorch's CPU kernel for a 1-D convolution takes a slow generic path on small
+    batches (at batch 1 the TCN spent about 60% of its forward there); large batches,
+    and bf16 autocast, are faster through ``conv(x)``. So batches of up to
     :data:`SMALL_BATCH` (the recognizer's), and any traced or exported graph (which
     must serve every batch size with one path: this one exports to ONNX as static
     slices, a concatenation and a matmul), use the matmul. Same weights, the same
-    result up to float rounding. With dilation 1 it is ``conv(x)``.
+    result up to float rounding. Without gradients (inference) the weight laid out
+    for the matmul is kept on the module until the weight changes
+    (:func:`_matmul_weight`), and a batch of one is a single ``addmm``.
     """
     d, k, pad = conv.dilation[0], conv.kernel_size[0], conv.padding[0]
-    if d == 1:
-        return conv(x)  # (B, O, T)
-    if not (torch.jit.is_tracing() or torch.compiler.is_exporting()) and x.shape[0] > SMALL_BATCH:
+    tracing = torch.jit.is_tracing() or torch.compiler.is_exporting()
+    if not tracing and x.shape[0] > SMALL_BATCH:
         return conv(x)  # (B, O, T)
     t = x.shape[2]
-    xp = F.pad(x, (pad, pad))  # (B, C, T + 2 * pad)
-    cols = torch.cat([xp[:, :, i * d : i * d + t] for i in range(k)], dim=1)  # (B, k * C, T): tap i in rows [i * C, (i + 1) * C)
-    w = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, -1)  # (O, k * C): w[o, i * C + c] = weight[o, c, i]
+    xp = F.pad(x, (pad, pad)) if pad else x  # (B, C, T + 2 * pad)
+    cols = torch.cat([xp[:, :, i * d : i * d + t] for i in range(k)], dim=1) if k > 1 else xp  # (B, k * C, T): tap i in rows [i * C, (i + 1) * C)
+    w = _matmul_weight(conv, cache=not tracing and not torch.is_grad_enabled())  # (O, k * C)
+    if x.shape[0] == 1 and not tracing and conv.bias is not None:
+        return torch.addmm(conv.bias.view(-1, 1), w, cols[0]).unsqueeze(0)  # (1, O, T)
     out = torch.matmul(w, cols)  # (B, O, T)
     return out if conv.bias is None else out + conv.bias.view(1, -1, 1)  # (B, O, T)
+
+
+def _matmul_weight(conv: nn.Conv1d, cache: bool) -> torch.Tensor:
+    """``conv.weight`` (O, C, k) as the (O, k * C) matrix of :func:`same_conv1d`: ``w[o, i * C + c] = weight[o, c, i]``.
+
+    With ``cache`` (no autograd) the matrix is kept on the module, keyed on the weight's
+    storage, version counter, dtype and device, so an optimizer step or ``load_state_dict``
+    (which bump the version) or a move makes it rebuilt.
+    """
+    weight = conv.weight
+    if not cache:
+        return weight.permute(0, 2, 1).reshape(conv.out_channels, -1)  # (O, k * C)
+    key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+    kept = getattr(conv, "_matmul_weight_cache", None)
+    if kept is None or kept[0] != key:
+        kept = (key, weight.detach().permute(0, 2, 1).reshape(conv.out_channels, -1).contiguous())
+        conv._matmul_weight_cache = kept
+    return kept[1]
 
 
 class TCNBlock(nn.Module):

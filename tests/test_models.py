@@ -301,9 +301,15 @@ def test_tcn_same_conv1d_matches_the_convolution(batch, dilation):
     x = torch.randn(batch, 6, 19)
     torch.testing.assert_close(same_conv1d(conv, x), conv(x), atol=1e-5, rtol=1e-5)
     assert (batch > SMALL_BATCH) == (batch == 40)  # both paths are exercised
+    with torch.no_grad():  # inference: the matmul layout of the weight is kept, until the weight changes
+        torch.testing.assert_close(same_conv1d(conv, x), conv(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(same_conv1d(conv, x[:1]), conv(x[:1]), atol=1e-5, rtol=1e-5)  # batch 1: addmm
+        conv.weight.mul_(-0.5)  # in place, as an optimizer step or load_state_dict
+        torch.testing.assert_close(same_conv1d(conv, x), conv(x), atol=1e-5, rtol=1e-5)
     x.requires_grad_(True)
     same_conv1d(conv, x).square().sum().backward()  # trains on either path
     assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
 
 
 def test_vgg_gap_residual_stages():
