@@ -24,6 +24,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "default_model.pt"
+#: A late fusion's members run side by side, one in a helper thread, for batches up to this
+#: size when torch may use two or more threads (``Recognizer(parallel=...)``; 0 turns it off).
+PARALLEL_MAX_BATCH = 8
 
 __all__ = ["Recognizer", "recognize", "recognize_batch", "get_recognizer", "final_linear", "DEFAULT_MODEL"]
 
@@ -31,7 +34,9 @@ __all__ = ["Recognizer", "recognize", "recognize_batch", "get_recognizer", "fina
 class Recognizer:
     """A loaded model with its pipeline and render config; call it on ink."""
 
-    def __init__(self, loaded, device: str = "cpu"):
+    def __init__(self, loaded, device: str = "cpu", parallel: bool | None = None):
+        """``parallel``: run a late fusion's members side by side on small batches (None: when
+        the model has two or more members, runs on the CPU and torch may use two threads)."""
         from .training.checkpoint import LoadedModel
 
         if not isinstance(loaded, LoadedModel):
@@ -55,6 +60,12 @@ class Recognizer:
         if self.classifier is not None:
             self.classifier.register_forward_hook(self._capture)
         self.lock = threading.Lock()  # guards the per-store caches of taught symbols (strokes.teach)
+        members = getattr(self.model, "members", None) if loaded.name == "late_fusion" else None
+        if parallel is None:
+            parallel = members is not None and len(members) > 1 and self.device.type == "cpu" and torch.get_num_threads() > 1
+        self.parallel = bool(parallel and members is not None and len(members) > 1 and PARALLEL_MAX_BATCH > 0)
+        self._pool = None  # made on first use, and again in a forked child (whose copy has no threads)
+        self._pool_pid = None
         self.taught: dict = {}
 
     def __repr__(self) -> str:
@@ -152,8 +163,38 @@ class Recognizer:
             return np.zeros((0, len(self.vocab)), np.float32)
         inputs = self._inputs(inks)
         with torch.inference_mode():
-            logits = self.model(**inputs)
+            logits = self._forward(inputs)  # (N, C)
             return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def _forward(self, inputs: dict):
+        """The model's logits for ``inputs``; a late fusion's members side by side on small batches.
+
+        Member 0 runs here, the others in the helper threads (each under ``inference_mode``,
+        which is per thread); the weighted sum of their log-probabilities is the model's own
+        head, so the result is the model's forward, bit for bit.
+        """
+        import torch
+
+        n = len(next(iter(inputs.values())))
+        if not self.parallel or n > PARALLEL_MAX_BATCH:
+            return self.model(**inputs)
+        model = self.model
+        if self._pool is None or self._pool_pid != os.getpid():
+            from concurrent.futures import ThreadPoolExecutor
+
+            with self.lock:
+                if self._pool is None or self._pool_pid != os.getpid():
+                    self._pool = ThreadPoolExecutor(max_workers=len(model.members) - 1, thread_name_prefix="strokes-member")
+                    self._pool_pid = os.getpid()
+
+        def member(i: int):
+            with torch.inference_mode():
+                z = model._member_logits(model.members[i], model.member_kinds[i], inputs.get("points"), inputs.get("lengths"), inputs.get("image"))
+                return torch.log_softmax(z, dim=1)  # (N, C)
+
+        others = [self._pool.submit(member, i) for i in range(1, len(model.members))]
+        outs = [member(0)] + [f.result() for f in others]
+        return model.head(torch.cat(outs, dim=1))  # (N, C)
 
     def batch(self, inks: Sequence, k: int = 5, user_symbols=None, method: str | None = None) -> list[list[tuple[str, float]]]:
         """Top-``k`` (label, probability) lists, best first, for each ink.

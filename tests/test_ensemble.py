@@ -414,3 +414,27 @@ def test_a_late_fusion_teaches_in_its_image_members_embedding(own_pipelines, mem
     teach("\\star", [star(rng) for _ in range(4)], user_symbols=store)
     hits = [any(label == "\\star" for label, _ in rec(star(rng), k=5, user_symbols=store)) for _ in range(10)]
     assert sum(hits) >= 8
+
+
+def test_recognizer_runs_late_fusion_members_side_by_side_with_the_same_answers(tmp_path):
+    """Members run side by side (small batches) give the sequential forward's probabilities bit for bit, also in a forked child."""
+    import multiprocessing
+
+    from strokes.recognizer import DEFAULT_MODEL, PARALLEL_MAX_BATCH, Recognizer
+
+    loaded = load_checkpoint(DEFAULT_MODEL)
+    seq, par = Recognizer(loaded, parallel=False), Recognizer(loaded, parallel=True)
+    assert par.parallel and not seq.parallel
+    ds = generate(n_writers=2, samples_per_writer=1, seed=3)
+    inks = [ds[i].strokes for i in range(PARALLEL_MAX_BATCH + 3)]
+    for batch in (inks[:1], inks[:PARALLEL_MAX_BATCH], inks):  # the last one is past the parallel size
+        np.testing.assert_array_equal(par.probabilities(batch), seq.probabilities(batch))
+    assert par.batch(inks[:1]) == seq.batch(inks[:1])
+    if "fork" in multiprocessing.get_all_start_methods():  # the child's copy of the pool has no threads: it makes its own
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        proc = ctx.Process(target=lambda: queue.put(par.probabilities(inks[:1])))  # forked: nothing is pickled
+        proc.start()
+        child = queue.get(timeout=60)
+        proc.join(timeout=60)
+        np.testing.assert_array_equal(child, seq.probabilities(inks[:1]))
