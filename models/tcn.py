@@ -75,7 +75,7 @@ def same_conv1d(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     slices, a concatenation and a matmul), use the matmul. Same weights, the same
     result up to float rounding. Without gradients (inference) the weight laid out
     for the matmul is kept on the module until the weight changes
-    (:func:`_matmul_weight`), and a batch of one is a single ``addmm``.
+    (``_matmul_weight``), and a batch of one is a single ``addmm``.
     """
     d, k, pad = conv.dilation[0], conv.kernel_size[0], conv.padding[0]
     tracing = torch.jit.is_tracing() or torch.compiler.is_exporting()

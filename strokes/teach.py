@@ -53,7 +53,7 @@ class (``NEGATIVE_MARGIN`` below that, 0 by default). A label's own reference dr
 don't count (teaching a known label keeps its reach). Without it, a taught look-alike of
 a built-in class (``z`` of ``2``) takes that class's drawings wholesale. The references
 are, when the checkpoint has them, its ``teach_references``: embeddings of real drawings
-the model did not train on (its validation writers', up to :data:`REFERENCES_PER_CLASS`
+the model did not train on (its validation writers', up to ``REFERENCES_PER_CLASS``
 per class; :func:`add_teach_references`, done by ``benchmarks/ship_model.py`` for the
 default model), of which a taught row may take at most ``1 - REFERENCE_QUANTILE`` (0.5 %).
 Otherwise they are the synthetic drawings of classes the model knows, and the row must
@@ -142,9 +142,9 @@ __all__ = [
 
 #: How taught symbols are scored (see the module docstring).
 METHODS = ("imprint", "prototype")
-#: The method recognize() uses: with a checkpoint's teach_references, class prototypes named
-#: held-out CROHME symbols as often as imprinting at a smaller cost to the built-in classes
-#: (benchmarks/bench_teach.py).
+#: How recognize() scores taught symbols. With a checkpoint's teach_references, class prototypes
+#: named held-out CROHME symbols as often as imprinting did, at a smaller cost to the built-in
+#: classes (benchmarks/bench_teach.py).
 DEFAULT_METHOD = "prototype"
 #: Prior leave-one-out cosine of a drawing to the other drawings of its label (the median
 #: between same-class CROHME drawings in the default model's centred embedding is about 0.85).
@@ -233,7 +233,7 @@ class Calibration:
     negative_top: np.ndarray | None = None  #: (M,) the top built-in logit of each of them
     negative_labels: tuple = ()  #: (M,) the built-in class of each of them
     quantile: float = 1.0  #: the share of the negatives on which a taught row must not beat their top class
-    source: str = "synthetic"  #: where the negatives come from: "synthetic" ink or the checkpoint's "references"
+    source: str = "synthetic"  #: the negatives' origin, ``"synthetic"`` ink or the checkpoint's ``"references"``
 
 
 def calibrate(feats: np.ndarray, W: np.ndarray, b: np.ndarray, labels=None) -> Calibration:
