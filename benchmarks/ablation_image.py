@@ -111,7 +111,7 @@ def summarize(baseline: list[dict], variants: dict[str, list[dict]], min_gain: f
     return out
 
 
-def render(baseline: list[dict], summary: dict, commands: dict, min_gain: float) -> str:
+def render(baseline: list[dict], summary: dict, commands: dict, min_gain: float, notes=()) -> str:
     seeds = len(baseline)
     probes = list(baseline[0]["probes"])
     lines = [
@@ -154,6 +154,10 @@ def render(baseline: list[dict], summary: dict, commands: dict, min_gain: float)
     lines += [
         "",
         "Kept: " + (", ".join(f"`{n}`" for n in kept) if kept else "nothing: no change raised val top-1 on every seed by enough without costing robustness") + ".",
+    ]
+    for note in notes:
+        lines += ["", note]
+    lines += [
         "",
         "Runs (one per seed, in seed order):",
         "",
@@ -190,6 +194,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "crohme"), help="the data the runs were trained on (for --probes)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the seeded probes")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ap.add_argument("--note", action="append", default=[], help="a paragraph to add after the tables (repeatable)")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
@@ -204,7 +209,7 @@ def main(argv=None) -> int:
 
         with atomic_write(args.json, "w") as fh:
             json.dump({"baseline": baseline, "variants": summary, "min_gain": args.min_gain}, fh, indent=1)
-    text = render(baseline, summary, _pairs(args.command, "--command"), args.min_gain)
+    text = render(baseline, summary, _pairs(args.command, "--command"), args.min_gain, args.note)
     print(text)
     if not args.no_write:
         from benchmarks._results import write_section

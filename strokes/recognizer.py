@@ -24,8 +24,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "default_model.pt"
-#: A late fusion's members run side by side, one in a helper thread, for batches up to this
-#: size when torch may use two or more threads (``Recognizer(parallel=...)``; 0 turns it off).
+#: With ``Recognizer(loaded, parallel=True)``, a late fusion's members run side by side, one in a
+#: helper thread, for batches up to this size (0 turns it off everywhere).
 PARALLEL_MAX_BATCH = 8
 
 __all__ = ["Recognizer", "recognize", "recognize_batch", "get_recognizer", "final_linear", "DEFAULT_MODEL"]
@@ -35,8 +35,7 @@ class Recognizer:
     """A loaded model with its pipeline and render config; call it on ink."""
 
     def __init__(self, loaded, device: str = "cpu", parallel: bool | None = None):
-        """``parallel``: run a late fusion's members side by side on small batches (None: when
-        the model has two or more members, runs on the CPU and torch may use two threads)."""
+        """``parallel``: run a late fusion's members side by side on small batches (None: off)."""
         from .training.checkpoint import LoadedModel
 
         if not isinstance(loaded, LoadedModel):
@@ -61,8 +60,8 @@ class Recognizer:
             self.classifier.register_forward_hook(self._capture)
         self.lock = threading.Lock()  # guards the per-store caches of taught symbols (strokes.teach)
         members = getattr(self.model, "members", None) if loaded.name == "late_fusion" else None
-        if parallel is None:
-            parallel = members is not None and len(members) > 1 and self.device.type == "cpu" and torch.get_num_threads() > 1
+        if parallel is None:  # off by default: the helper thread's OpenMP team and this thread's oversubscribe
+            parallel = False  # two cores (benchmarks/bench_members.py); opt in with Recognizer(loaded, parallel=True)
         self.parallel = bool(parallel and members is not None and len(members) > 1 and PARALLEL_MAX_BATCH > 0)
         self._pool = None  # made on first use, and again in a forked child (whose copy has no threads)
         self._pool_pid = None

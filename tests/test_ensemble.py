@@ -442,6 +442,10 @@ def test_recognizer_runs_late_fusion_members_side_by_side_with_the_same_answers(
 
         proc = ctx.Process(target=child)
         proc.start()
-        child = queue.get(timeout=60)
-        proc.join(timeout=60)
+        try:
+            child = queue.get(timeout=60)
+        finally:  # a child that hangs must not outlive the test
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
         np.testing.assert_allclose(child, seq.probabilities(inks[:1]), rtol=1e-5, atol=1e-7)  # 1 thread there: other sum order
