@@ -28,7 +28,6 @@ two pipelines differ records the image members' as its ``image_pipeline``
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -36,7 +35,7 @@ import torch
 import torch.nn as nn
 
 from .common import check_image_input, check_int, check_sequence_input
-from .registry import create_model, model_entry, register_model
+from .registry import config_fields, create_model, register_model
 
 #: The default members, the zoo's sequence GRU and image VGG-GAP, each with its own defaults.
 DEFAULT_MEMBERS = ({"name": "gru", "config": {}}, {"name": "vgg_gap", "config": {}})
@@ -93,11 +92,11 @@ def member_config(spec: dict, in_channels: int, index: int) -> dict:
     Raises ValueError when the member's model is unknown or it reads another number of image planes.
     """
     try:
-        entry = model_entry(spec["name"])
+        fields = config_fields(spec["name"])
     except ValueError as exc:
         raise ValueError(f"late_fusion members[{index}]: {exc}") from None
     config = dict(spec.get("config", {}))
-    if "in_channels" in {f.name for f in dataclasses.fields(entry.config_cls)}:
+    if "in_channels" in fields:
         given = config.setdefault("in_channels", in_channels)
         if given != in_channels:
             raise ValueError(
@@ -162,12 +161,13 @@ class LateFusion(nn.Module):
             return member(image=image)  # (B, C)
         return member(points=points, lengths=lengths, image=image)  # (B, C)
 
+    def member_log_probs(self, i: int, points, lengths, image) -> torch.Tensor:
+        """Member ``i``'s log-probabilities (B, C), given what every member reads."""
+        return torch.log_softmax(self._member_logits(self.members[i], self.member_kinds[i], points, lengths, image), dim=1)
+
     def encoder(self, points: torch.Tensor, lengths: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """The members' log-probabilities side by side (B, M * C), member i in columns [i * C, (i + 1) * C)."""
-        outs = [
-            torch.log_softmax(self._member_logits(m, kind, points, lengths, image), dim=1)  # (B, C)
-            for m, kind in zip(self.members, self.member_kinds)
-        ]
+        outs = [self.member_log_probs(i, points, lengths, image) for i in range(len(self.members))]  # M x (B, C)
         return torch.cat(outs, dim=1)  # (B, M * C)
 
     def forward(self, points=None, lengths=None, image=None) -> torch.Tensor:

@@ -78,10 +78,15 @@ def model_entry(name: str) -> ModelEntry:
     return _entry(name)
 
 
+def config_fields(name: str) -> set[str]:
+    """The names of the config fields of model ``name`` (what ``create_model`` overrides may set)."""
+    return {f.name for f in dataclasses.fields(_entry(name).config_cls)}
+
+
 def default_config(name: str, **overrides: Any):
     """The config dataclass of ``name`` with ``overrides`` applied (unknown fields raise)."""
     entry = _entry(name)
-    fields = {f.name for f in dataclasses.fields(entry.config_cls)}
+    fields = config_fields(name)
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for model {name!r}; valid: {sorted(fields)}")

@@ -34,8 +34,10 @@ __all__ = ["Recognizer", "recognize", "recognize_batch", "get_recognizer", "fina
 class Recognizer:
     """A loaded model with its pipeline and render config; call it on ink."""
 
-    def __init__(self, loaded, device: str = "cpu", parallel: bool | None = None):
-        """``parallel``: run a late fusion's members side by side on small batches (None: off)."""
+    def __init__(self, loaded, device: str = "cpu", parallel: bool = False):
+        """``parallel``: run a late fusion's members side by side on small batches. Off by default:
+        on two cores the helper thread's OpenMP team and the caller's oversubscribe them
+        (``benchmarks/bench_members.py``)."""
         from .training.checkpoint import LoadedModel
 
         if not isinstance(loaded, LoadedModel):
@@ -60,8 +62,6 @@ class Recognizer:
             self.classifier.register_forward_hook(self._capture)
         self.lock = threading.Lock()  # guards the per-store caches of taught symbols (strokes.teach)
         members = getattr(self.model, "members", None) if loaded.name == "late_fusion" else None
-        if parallel is None:  # off by default: the helper thread's OpenMP team and this thread's oversubscribe
-            parallel = False  # two cores (benchmarks/bench_members.py); opt in with Recognizer(loaded, parallel=True)
         self.parallel = bool(parallel and members is not None and len(members) > 1 and PARALLEL_MAX_BATCH > 0)
         self._pool = None  # made on first use, and again in a forked child (whose copy has no threads)
         self._pool_pid = None
@@ -188,8 +188,7 @@ class Recognizer:
 
         def member(i: int):
             with torch.inference_mode():
-                z = model._member_logits(model.members[i], model.member_kinds[i], inputs.get("points"), inputs.get("lengths"), inputs.get("image"))
-                return torch.log_softmax(z, dim=1)  # (N, C)
+                return model.member_log_probs(i, inputs.get("points"), inputs.get("lengths"), inputs.get("image"))  # (N, C)
 
         others = [self._pool.submit(member, i) for i in range(1, len(model.members))]
         outs = [member(0)] + [f.result() for f in others]

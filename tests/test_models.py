@@ -334,3 +334,11 @@ def test_vgg_gap_residual_stages():
         assert torch.allclose(block(x), torch.relu(block.shortcut(x)))
     with pytest.raises(TypeError, match="residual must be a bool"):
         build("vgg_gap", residual="yes")
+
+
+def test_config_fields_name_what_create_model_takes():
+    """config_fields lists a model's config fields; unknown names raise as create_model does."""
+    assert {"in_channels", "width", "residual"} <= models.config_fields("vgg_gap")
+    assert "in_channels" not in models.config_fields("tcn")
+    with pytest.raises(ValueError, match="vgg_gap"):
+        models.config_fields("no_such_model")

@@ -549,8 +549,7 @@ def model_options_for_render(model: str, input_kind: str, options: dict, render)
     options = dict(options)
     if input_kind not in ("image", "both"):
         return options
-    fields = {f.name for f in dataclasses.fields(models.default_config(model))}
-    if "in_channels" not in fields:
+    if "in_channels" not in models.config_fields(model):
         return options
     planes = render.n_planes
     given = options.setdefault("in_channels", planes)
