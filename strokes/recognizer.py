@@ -27,6 +27,14 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "default_model.pt"
 #: With ``Recognizer(loaded, parallel=True)``, a late fusion's members run side by side, one in a
 #: helper thread, for batches up to this size (0 turns it off everywhere).
 PARALLEL_MAX_BATCH = 8
+#: A single ink's model call runs through a traced, frozen TorchScript graph of the model once
+#: inputs of the same shapes have come this many times: a few calls never pay the trace (about
+#: 0.2 s, once), a server or a session soon does. Python's per-module and per-op overhead is then
+#: gone (the default model's batch-1 forward: 3.3 -> 2.4 ms on two cores). 0 turns it off everywhere.
+TRACE_AFTER = 8
+#: At most this many input shapes get a graph (a model whose pipeline does not fix the number of
+#: points sees many shapes: the others run eagerly).
+TRACE_MAX_SHAPES = 4
 
 __all__ = ["Recognizer", "recognize", "recognize_batch", "get_recognizer", "final_linear", "DEFAULT_MODEL"]
 
@@ -34,10 +42,15 @@ __all__ = ["Recognizer", "recognize", "recognize_batch", "get_recognizer", "fina
 class Recognizer:
     """A loaded model with its pipeline and render config; call it on ink."""
 
-    def __init__(self, loaded, device: str = "cpu", parallel: bool = False):
+    def __init__(self, loaded, device: str = "cpu", parallel: bool = False, trace: bool = True):
         """``parallel``: run a late fusion's members side by side on small batches. Off by default:
         on two cores the helper thread's OpenMP team and the caller's oversubscribe them
-        (``benchmarks/bench_members.py``)."""
+        (``benchmarks/bench_members.py``).
+
+        ``trace``: on the CPU, run single inks through a traced, frozen graph of the model
+        (``TRACE_AFTER``), checked against the eager model on the ink it was traced on
+        (any difference, or a failure to trace, and that shape stays eager). Models with
+        recurrent layers are never traced (their traced graph would pack every batch)."""
         from .training.checkpoint import LoadedModel
 
         if not isinstance(loaded, LoadedModel):
@@ -66,6 +79,11 @@ class Recognizer:
         self._pool = None  # made on first use, and again in a forked child (whose copy has no threads)
         self._pool_pid = None
         self.taught: dict = {}
+        rnn = any(isinstance(m, torch.nn.RNNBase) for m in self.model.modules())
+        self.trace = bool(trace and TRACE_AFTER > 0 and self.device.type == "cpu" and not self.parallel and not rnn)
+        self._graphs: dict = {}  # input shapes -> traced graph, or None where tracing failed or disagreed
+        self._shape_calls: dict = {}  # input shapes -> single-ink calls so far (until traced)
+        self._trace_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Recognizer({self.loaded!r})"
@@ -142,17 +160,89 @@ class Recognizer:
         if len(inks) == 0:
             return np.zeros((0, len(self.vocab)), np.float32), np.zeros((0, dim), np.float32)
         inputs = self._inputs(inks)
+        with torch.inference_mode():
+            logits, feats, member_logits = self._run(inputs, features=True)  # (N, C), (N, D), (N, C)
+            if self._member_scale:
+                logits = torch.log_softmax(logits.float(), 1) + torch.logsumexp(member_logits.float(), 1, keepdim=True)
+        return logits.float().cpu().numpy(), feats.float().cpu().numpy()
+
+    def _eager(self, inputs: dict, features: bool) -> tuple:
+        """(logits, embedding, the embedding's classifier's logits); the last two None unless ``features``."""
+        if not features:
+            return self._forward(inputs), None, None
         self._captured.on = True
         try:
-            with torch.inference_mode():
-                logits = self.model(**inputs)  # (N, C)
-                feats = self._captured.features  # (N, D)
-                if self._member_scale:
-                    logits = torch.log_softmax(logits.float(), 1) + torch.logsumexp(self._captured.logits.float(), 1, keepdim=True)
+            logits = self.model(**inputs)  # (N, C)
+            return logits, self._captured.features, self._captured.logits  # (N, C), (N, D), (N, C)
         finally:
             self._captured.on = False
             self._captured.features = self._captured.logits = None
-        return logits.float().cpu().numpy(), feats.float().cpu().numpy()
+
+    def _run(self, inputs: dict, features: bool = False) -> tuple:
+        """:meth:`_eager`'s outputs, from the traced graph where a single ink's shapes have one."""
+        graph = self._graph(inputs) if self.trace and len(next(iter(inputs.values()))) == 1 else None
+        if graph is None:
+            return self._eager(inputs, features)
+        out = graph(**inputs)
+        return (out[0], None, None) if not features else (out + (None, None))[:3]
+
+    def _graph(self, inputs: dict):
+        """The traced graph for inputs of these shapes: None until the shapes' ``TRACE_AFTER``-th
+        call, then made once (None for good where it cannot be made or disagrees with the model)."""
+        key = tuple((k, tuple(v.shape), v.dtype) for k, v in inputs.items())
+        if key in self._graphs:
+            return self._graphs[key]
+        with self._trace_lock:
+            if key in self._graphs:
+                return self._graphs[key]
+            calls = self._shape_calls[key] = self._shape_calls.get(key, 0) + 1
+            if calls < TRACE_AFTER or len(self._graphs) >= TRACE_MAX_SHAPES:
+                return None
+            del self._shape_calls[key]
+            self._graphs[key] = graph = self._make_graph(inputs)
+            return graph
+
+    def _make_graph(self, inputs: dict):
+        import warnings
+
+        import torch
+
+        rec = self
+
+        class Outputs(torch.nn.Module):
+            """The model's logits, and (when it can be taught) its embedding and that layer's logits."""
+
+            def __init__(self):
+                super().__init__()
+                self.model = rec.model
+
+            def forward(self, points=None, lengths=None, image=None):
+                kw = {k: v for k, v in (("points", points), ("lengths", lengths), ("image", image)) if v is not None}
+                if rec.classifier is None:
+                    return (self.model(**kw),)
+                rec._captured.on = True
+                try:
+                    logits = self.model(**kw)
+                    return logits, rec._captured.features, rec._captured.logits
+                finally:
+                    rec._captured.on = False
+                    rec._captured.features = rec._captured.logits = None
+
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # TracerWarnings of the input checks (constant here), and deprecations
+                graph = torch.jit.freeze(torch.jit.trace(Outputs().eval(), example_kwarg_inputs=inputs, check_trace=False))
+                with torch.inference_mode():
+                    got, want = graph(**inputs), self._eager(inputs, features=self.classifier is not None)
+                same = all(torch.allclose(g.float(), w.float(), rtol=1e-4, atol=1e-4) for g, w in zip(got, want) if w is not None)
+        except Exception as exc:  # noqa: BLE001: any failure to trace leaves the model eager
+            log.info("%s stays eager for inputs %s: tracing failed (%s)", self.loaded.name, _shapes(inputs), exc)
+            return None
+        if not same:
+            log.info("%s stays eager for inputs %s: its traced graph disagrees with it", self.loaded.name, _shapes(inputs))
+            return None
+        log.debug("%s: traced a graph for inputs %s", self.loaded.name, _shapes(inputs))
+        return graph
 
     def probabilities(self, inks: Sequence) -> np.ndarray:
         """``(N, num_classes)`` float32 class probabilities for a sequence of inks."""
@@ -162,7 +252,7 @@ class Recognizer:
             return np.zeros((0, len(self.vocab)), np.float32)
         inputs = self._inputs(inks)
         with torch.inference_mode():
-            logits = self._forward(inputs)  # (N, C)
+            logits = self._run(inputs)[0]  # (N, C)
             return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
     def _forward(self, inputs: dict):
@@ -264,6 +354,10 @@ class Recognizer:
         prob = self.image_probabilities(images, ink)
         top = np.argsort(-prob, axis=1, kind="stable")[:, :k]  # (N, k)
         return [[(str(self.vocab[j]), float(p[j])) for j in row] for p, row in zip(prob, top)]
+
+
+def _shapes(inputs: dict) -> str:
+    return ", ".join(f"{k} {tuple(v.shape)}" for k, v in inputs.items())
 
 
 def _shared_prefix(pipeline, other) -> int:

@@ -423,7 +423,7 @@ def test_recognizer_runs_late_fusion_members_side_by_side_with_the_same_answers(
     from strokes.recognizer import DEFAULT_MODEL, PARALLEL_MAX_BATCH, Recognizer
 
     loaded = load_checkpoint(DEFAULT_MODEL)
-    seq, par = Recognizer(loaded, parallel=False), Recognizer(loaded, parallel=True)
+    seq, par = Recognizer(loaded, parallel=False, trace=False), Recognizer(loaded, parallel=True)
     assert par.parallel and not seq.parallel
     ds = generate(n_writers=2, samples_per_writer=1, seed=3)
     inks = [ds[i].strokes for i in range(PARALLEL_MAX_BATCH + 3)]
@@ -449,3 +449,86 @@ def test_recognizer_runs_late_fusion_members_side_by_side_with_the_same_answers(
             if proc.is_alive():
                 proc.kill()
         np.testing.assert_allclose(child, seq.probabilities(inks[:1]), rtol=1e-5, atol=1e-7)  # 1 thread there: other sum order
+
+
+def _default_inputs(rec, t: int) -> dict:
+    """Inputs of the default model's shapes with ``t`` points (made up, for the shape bookkeeping)."""
+    g = torch.Generator().manual_seed(t)
+    return {
+        "points": torch.rand(1, t, 3, generator=g),
+        "lengths": torch.tensor([t]),
+        "image": torch.rand(1, 1, 32, 32, generator=g).contiguous(memory_format=torch.channels_last),
+    }
+
+
+def test_single_inks_run_through_a_traced_graph_with_the_eager_answers():
+    """From the TRACE_AFTER-th single ink of a shape on, the traced graph answers, with the eager model's probabilities, logits and embeddings."""
+    from strokes.recognizer import DEFAULT_MODEL, TRACE_AFTER, Recognizer
+
+    loaded = load_checkpoint(DEFAULT_MODEL)
+    rec, eager = Recognizer(loaded), Recognizer(loaded, trace=False)
+    assert rec.trace and not eager.trace
+    ds = generate(n_writers=2, samples_per_writer=2, seed=5)
+    inks = [ds[i].strokes for i in range(TRACE_AFTER + 4)]
+    for i, ink in enumerate(inks):
+        np.testing.assert_allclose(rec.probabilities([ink]), eager.probabilities([ink]), rtol=1e-5, atol=1e-6)
+        assert len(rec._graphs) == (i + 1 >= TRACE_AFTER)
+    (graph,) = rec._graphs.values()
+    assert graph is not None
+    for got, want in zip(rec.logits_and_features(inks[:1]), eager.logits_and_features(inks[:1])):  # the teaching path
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert rec.batch(inks[:1])[0][0][0] == eager.batch(inks[:1])[0][0][0]
+    np.testing.assert_allclose(rec.probabilities(inks), eager.probabilities(inks), rtol=1e-5, atol=1e-6)  # batches stay eager
+    assert len(rec._graphs) == 1
+
+
+def test_a_shape_stays_eager_where_tracing_fails_or_the_graph_disagrees(monkeypatch):
+    """A trace that raises, or a graph whose answers differ from the model's, leaves that shape eager for good, with the right answers."""
+    from strokes.recognizer import DEFAULT_MODEL, TRACE_AFTER, Recognizer
+
+    loaded = load_checkpoint(DEFAULT_MODEL)
+    eager = Recognizer(loaded, trace=False)
+    ds = generate(n_writers=1, samples_per_writer=1, seed=6)
+    ink = ds[0].strokes
+
+    def broken_trace(*args, **kwargs):
+        raise RuntimeError("cannot trace this")
+
+    rec = Recognizer(loaded)
+    with monkeypatch.context() as m:
+        m.setattr(torch.jit, "trace", broken_trace)
+        for _ in range(TRACE_AFTER + 1):
+            np.testing.assert_array_equal(rec.probabilities([ink]), eager.probabilities([ink]))
+    assert list(rec._graphs.values()) == [None]
+
+    real_freeze = torch.jit.freeze
+
+    def wrong_freeze(module, *args, **kwargs):
+        graph = real_freeze(module, *args, **kwargs)
+        return lambda **inputs: tuple(out + 1 for out in graph(**inputs))  # off by one everywhere
+
+    rec = Recognizer(loaded)
+    with monkeypatch.context() as m:
+        m.setattr(torch.jit, "freeze", wrong_freeze)
+        for _ in range(TRACE_AFTER + 1):
+            np.testing.assert_array_equal(rec.probabilities([ink]), eager.probabilities([ink]))
+    assert list(rec._graphs.values()) == [None]
+
+
+def test_traced_shapes_are_capped_and_recurrent_models_are_never_traced(members, monkeypatch):
+    """At most TRACE_MAX_SHAPES input shapes get a graph; a model with a GRU, or a recognizer told not to, traces nothing."""
+    import strokes.recognizer as recognizer
+    from strokes.recognizer import DEFAULT_MODEL, TRACE_AFTER, Recognizer
+
+    monkeypatch.setattr(recognizer, "TRACE_MAX_SHAPES", 2)
+    rec = Recognizer(load_checkpoint(DEFAULT_MODEL))
+    with torch.inference_mode():
+        for t in (20, 30, 40):
+            inputs = _default_inputs(rec, t)
+            for _ in range(TRACE_AFTER):
+                torch.testing.assert_close(rec._run(inputs)[0], rec._eager(inputs, False)[0], rtol=1e-5, atol=1e-5)
+    assert sorted(key[0][1][1] for key in rec._graphs) == [20, 30]  # the points' T of each traced shape
+    assert all(g is not None for g in rec._graphs.values())
+    gru = Recognizer(load_checkpoint(members[0]))
+    assert isinstance(gru.model.encoder.rnn, torch.nn.GRU) and not gru.trace
+    assert Recognizer(load_checkpoint(members[1])).trace  # lenet5
