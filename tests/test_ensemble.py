@@ -494,25 +494,19 @@ def test_a_shape_stays_eager_where_tracing_fails_or_the_graph_disagrees(monkeypa
     def broken_trace(*args, **kwargs):
         raise RuntimeError("cannot trace this")
 
-    rec = Recognizer(loaded)
-    with monkeypatch.context() as m:
-        m.setattr(torch.jit, "trace", broken_trace)
-        for _ in range(TRACE_AFTER + 1):
-            np.testing.assert_array_equal(rec.probabilities([ink]), eager.probabilities([ink]))
-    assert list(rec._graphs.values()) == [None]
-
     real_freeze = torch.jit.freeze
 
     def wrong_freeze(module, *args, **kwargs):
         graph = real_freeze(module, *args, **kwargs)
         return lambda **inputs: tuple(out + 1 for out in graph(**inputs))  # off by one everywhere
 
-    rec = Recognizer(loaded)
-    with monkeypatch.context() as m:
-        m.setattr(torch.jit, "freeze", wrong_freeze)
-        for _ in range(TRACE_AFTER + 1):
-            np.testing.assert_array_equal(rec.probabilities([ink]), eager.probabilities([ink]))
-    assert list(rec._graphs.values()) == [None]
+    for name, broken in (("trace", broken_trace), ("freeze", wrong_freeze)):
+        rec = Recognizer(loaded)
+        with monkeypatch.context() as m:
+            m.setattr(torch.jit, name, broken)
+            for _ in range(TRACE_AFTER + 1):
+                np.testing.assert_array_equal(rec.probabilities([ink]), eager.probabilities([ink]))
+        assert list(rec._graphs.values()) == [None], name
 
 
 def test_traced_shapes_are_capped_and_recurrent_models_are_never_traced(members, monkeypatch):
