@@ -8,7 +8,8 @@ trainer's shapes (batch 128, 48 points, a 32x32 render in channels-last), with t
 the Trainer builds it:
 
 * ``fusion`` in fp32, under bf16 autocast, and under bf16 autocast with its GRU run in fp32
-  (autocast off around the recurrent layer only);
+  (autocast off around the recurrent layer only); and ``fusion`` with an LSTM sequence branch
+  (``sequence_encoder="lstm"``, the same sizes) in fp32 and under bf16 autocast;
 * its parts alone: the bidirectional GRU (2 layers of 96 units on 64 inputs) forward +
   backward in fp32, under bf16 autocast, and on bf16 copies of its weights and input
   (``torch.func.functional_call``, gradients flowing back to the fp32 weights); and the same
@@ -73,35 +74,42 @@ class Fp32Rnn:
                 enc.rnn.forward = fwd
 
 
-def fusion_steps(threads: int):
+def fusion_steps():
     """name -> a function running one training step of the fusion model in that setting."""
     import torch
     import torch.nn.functional as F
 
     from models import create_model
 
-    torch.manual_seed(0)
-    model = create_model("fusion", num_classes=101).train().to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), fused=True)
     g = torch.Generator().manual_seed(0)
     B, T = 128, 48
     points, lengths = torch.rand(B, T, 3, generator=g), torch.full((B,), T)
     image = torch.rand(B, 1, 32, 32, generator=g).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 101, (B,), generator=g)
-    fp32_rnn = Fp32Rnn(model)
 
-    def step(autocast: bool, rnn_fp32: bool):
-        ctx = fp32_rnn() if rnn_fp32 else contextlib.nullcontext()
-        with ctx, torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            loss = F.cross_entropy(model(points=points, lengths=lengths, image=image).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def stepper(**options):
+        torch.manual_seed(0)
+        model = create_model("fusion", num_classes=101, **options).train().to(memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(model.parameters(), fused=True)
+        fp32_rnn = Fp32Rnn(model)
 
+        def step(autocast: bool, rnn_fp32: bool = False):
+            ctx = fp32_rnn() if rnn_fp32 else contextlib.nullcontext()
+            with ctx, torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                loss = F.cross_entropy(model(points=points, lengths=lengths, image=image).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        return step
+
+    gru, lstm = stepper(), stepper(sequence_encoder="lstm")
     return {
-        "fusion step, fp32": lambda: step(False, False),
-        "fusion step, bf16 autocast": lambda: step(True, False),
-        "fusion step, bf16 autocast, GRU in fp32": lambda: step(True, True),
+        "fusion step, fp32": lambda: gru(False),
+        "fusion step, bf16 autocast": lambda: gru(True),
+        "fusion step, bf16 autocast, GRU in fp32": lambda: gru(True, rnn_fp32=True),
+        "fusion with an LSTM branch (`sequence_encoder=lstm`), fp32": lambda: lstm(False),
+        "fusion with an LSTM branch (`sequence_encoder=lstm`), bf16 autocast": lambda: lstm(True),
     }
 
 
@@ -157,7 +165,7 @@ def render(fusion: dict, rnn: dict, meta: dict) -> str:
     L.append("One training step on a fixed random batch of the trainer's shapes (batch 128, 48 points, "
              "32x32 channels-last render; fused AdamW), medians over interleaved rounds:")
     L.append("")
-    L.append("| setting | ms per step | vs fp32 |")
+    L.append("| setting | ms per step | vs the GRU fusion in fp32 |")
     L.append("|---|--:|--:|")
     base = fusion["fusion step, fp32"]
     for k, v in fusion.items():
@@ -190,7 +198,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     load0 = os.getloadavg()[0]
-    fusion = measure(fusion_steps(args.threads), args.steps, args.rounds)
+    fusion = measure(fusion_steps(), args.steps, args.rounds)
     rnn = measure(rnn_steps(), args.steps, args.rounds)
     meta = {
         "command": command_line(),

@@ -2,7 +2,10 @@
 their features concatenated -> dropout -> MLP head.
 
 The encoders are the zoo's own: :class:`models.common.RNNEncoder` (bidirectional
-GRU), :class:`models.tcn.TCNEncoder` and :class:`models.vgg_gap.VGGEncoder`.
+GRU, or LSTM), :class:`models.tcn.TCNEncoder` and :class:`models.vgg_gap.VGGEncoder`.
+The GRU is the default and the one measured in ``benchmarks/RESULTS.md``; the LSTM
+branch trains faster under bf16 autocast on the CPU (PyTorch's CPU LSTM has a bf16
+kernel, its GRU does not; ``benchmarks/bench_fusion_step.py``).
 
 Trained jointly, the stronger branch tends to crowd out the weaker one (issue 15).
 Two knobs counter that, both off by default:
@@ -43,11 +46,11 @@ from .vgg_gap import VGGEncoder
 
 @dataclass
 class FusionConfig:
-    sequence_encoder: str = "gru"  #: "gru" (a bidirectional GRU, 4 * seq_hidden features) or "tcn" (a TCN trunk, 2 * seq_hidden)
+    sequence_encoder: str = "gru"  #: "gru" or "lstm" (bidirectional, 4 * seq_hidden features) or "tcn" (a TCN trunk, 2 * seq_hidden)
     features: str = "both"  #: "points" [x, y, pen_up], "deltas" [dx, dy, pen_up] (stroke-3) or "both" [x, y, dx, dy, pen_up]
-    seq_hidden: int = 96  #: GRU units per direction, or TCN channels
-    seq_layers: int = 2  #: GRU layers, or TCN residual blocks (dilations 1, 2, 4, ...; use ~6 for the TCN)
-    seq_proj: int = 64  #: GRU per-point input projection width (unused by the TCN)
+    seq_hidden: int = 96  #: GRU / LSTM units per direction, or TCN channels
+    seq_layers: int = 2  #: GRU / LSTM layers, or TCN residual blocks (dilations 1, 2, 4, ...; use ~6 for the TCN)
+    seq_proj: int = 64  #: GRU / LSTM per-point input projection width (unused by the TCN)
     seq_dropout: float = 0.1  #: dropout inside the sequence encoder
     in_channels: int = 1  #: image planes C (rendering channels)
     image_width: int = 24  #: channels of the first VGG stage; stage i has image_width * 2**i
@@ -58,7 +61,7 @@ class FusionConfig:
     branch_dropout: float = 0.0  #: chance, in training only, of zeroing one branch's features (either, p / 2 each); 0 = off
 
     def __post_init__(self):
-        check_choice("sequence_encoder", self.sequence_encoder, ("gru", "tcn"))
+        check_choice("sequence_encoder", self.sequence_encoder, ("gru", "lstm", "tcn"))
         check_choice("features", self.features, FEATURES)
         check_int("seq_hidden", self.seq_hidden)
         check_int("seq_layers", self.seq_layers)
@@ -75,15 +78,15 @@ class FusionConfig:
 
 @register_model("fusion", FusionConfig)
 class Fusion(nn.Module):
-    """Fusion: [sequence encoder (GRU or TCN), VGG image encoder] features -> MLP head."""
+    """Fusion: [sequence encoder (GRU, LSTM or TCN), VGG image encoder] features -> MLP head."""
 
     input_kind = "both"
 
     def __init__(self, config: FusionConfig, num_classes: int):
         super().__init__()
         c = config
-        if c.sequence_encoder == "gru":
-            self.seq_encoder = RNNEncoder("gru", c.features, c.seq_proj, c.seq_hidden, c.seq_layers, c.seq_dropout)
+        if c.sequence_encoder in ("gru", "lstm"):
+            self.seq_encoder = RNNEncoder(c.sequence_encoder, c.features, c.seq_proj, c.seq_hidden, c.seq_layers, c.seq_dropout)
         else:
             self.seq_encoder = TCNEncoder(c.features, c.seq_hidden, c.seq_layers, 3, c.seq_dropout)
         self.image_encoder = VGGEncoder(c.in_channels, c.image_width, c.image_stages)

@@ -99,6 +99,7 @@ def test_eval_is_deterministic(name):
 
 PADDED_CASES = [(name, {}) for name in EXPECTED["sequence"] + EXPECTED["both"]] + [
     ("fusion", {"sequence_encoder": "tcn"}),
+    ("fusion", {"sequence_encoder": "lstm"}),
     ("tcn", {"features": "deltas"}),
     ("gru", {"features": "points"}),
 ]
@@ -213,7 +214,7 @@ def test_unknown_override_raises():
         ("extexify_cnn", {"channels": (32, -1)}),
         ("emnist_cnn", {"image_size": 30}),
         ("vgg_gap", {"width": 1.5}),
-        ("fusion", {"sequence_encoder": "lstm"}),
+        ("fusion", {"sequence_encoder": "transformer"}),
         ("fusion", {"head_hidden": -1}),
     ],
 )
