@@ -48,6 +48,7 @@ otherwise idle machine: it reports the load average it saw.
 from __future__ import annotations
 
 import argparse
+import collections
 import copy
 import json
 import logging
@@ -184,7 +185,7 @@ def enrolment(args, ds, proto, rec, store_dir: Path) -> dict:
     builtin_target = np.array([col.get(n, -1) for n in y_name])
     base_builtin = float((logits.argmax(1) == builtin_target)[~is_new].mean())
     base_lookalike = top1_up_to_lookalikes(logits.argmax(1)[~is_new], builtin_target[~is_new], vocab)
-    stolen: dict = {}  # (built-in class, taught label) -> built-in test drawings named by the taught label, default method, k = 5
+    stolen = collections.Counter()  # (built-in class, taught label) -> built-in test drawings named by the taught label, default method, k = 5
     pool = {c: sp.val[ds.labels[sp.val] == c] for c in held}  # enrolment drawings: the val writers'
     rng = np.random.default_rng(args.seed + 1)
     shots = [int(s) for s in args.shots.split(",")]
@@ -240,8 +241,7 @@ def enrolment(args, ds, proto, rec, store_dir: Path) -> dict:
                 )
                 if m == DEFAULT_METHOD and K == 5:
                     took = ~is_new & (pred >= len(vocab))  # built-in drawings named by a new (taught) label
-                    for true, got in zip(y_name[took], head.labels[pred[took]]):
-                        stolen[(str(true), str(got))] = stolen.get((str(true), str(got)), 0) + 1
+                    stolen.update(zip(y_name[took].astype(str), head.labels[pred[took]].astype(str)))
             if K == 5 and r == 0:  # the same answers through the public API
                 got = strokes.recognize_batch(test_inks, k=1, model=rec, user_symbols=str(path))
                 api_top1 = np.array([g[0][0] for g in got], dtype=object)
@@ -266,7 +266,7 @@ def enrolment(args, ds, proto, rec, store_dir: Path) -> dict:
         "builtin_untaught_top1_lookalike": base_lookalike,
         "stolen_k5": [
             {"builtin": t, "taught": g, "drawings_per_rep": c / args.reps}
-            for (t, g), c in sorted(stolen.items(), key=lambda kv: -kv[1])
+            for (t, g), c in stolen.most_common()
         ],
         "enrolment_pool": {n: int(len(pool[c])) for c, n in zip(held, names)},
         "by_method": rows,

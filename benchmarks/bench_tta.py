@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_io import DEFAULT_DATA  # noqa: E402
+
 SECTION = "## Test-time augmentation (issue 15)"
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "crohme"
 
 
 def views():

@@ -183,8 +183,8 @@ class Recognizer:
         graph = self._graph(inputs) if self.trace and len(next(iter(inputs.values()))) == 1 else None
         if graph is None:
             return self._eager(inputs, features)
-        out = graph(**inputs)
-        return (out[0], None, None) if not features else (out + (None, None))[:3]
+        out = graph(**inputs)  # (logits,) or (logits, embedding, its layer's logits): features need a classifier
+        return out if features else (out[0], None, None)
 
     def _graph(self, inputs: dict):
         """The traced graph for inputs of these shapes: None until the shapes' ``TRACE_AFTER``-th
@@ -210,23 +210,16 @@ class Recognizer:
         rec = self
 
         class Outputs(torch.nn.Module):
-            """The model's logits, and (when it can be taught) its embedding and that layer's logits."""
+            """:meth:`Recognizer._eager`'s outputs as a tuple of tensors (the embedding's two only when the model can be taught)."""
 
             def __init__(self):
                 super().__init__()
-                self.model = rec.model
+                self.model = rec.model  # registered, so the trace sees (and freezes) its parameters
 
             def forward(self, points=None, lengths=None, image=None):
                 kw = {k: v for k, v in (("points", points), ("lengths", lengths), ("image", image)) if v is not None}
-                if rec.classifier is None:
-                    return (self.model(**kw),)
-                rec._captured.on = True
-                try:
-                    logits = self.model(**kw)
-                    return logits, rec._captured.features, rec._captured.logits
-                finally:
-                    rec._captured.on = False
-                    rec._captured.features = rec._captured.logits = None
+                out = rec._eager(kw, features=rec.classifier is not None)
+                return out if out[1] is not None else out[:1]
 
         try:
             with warnings.catch_warnings(), torch.no_grad():
