@@ -114,6 +114,7 @@ class BenchConfig:
     model_options: dict = field(default_factory=dict)  # model name -> {config field: value}
     probes: tuple = DEFAULT_PROBES  # strokes.probes names re-scoring each cell's test split under perturbed ink (() = none)
     train_fractions: tuple = (1.0,)  # nested writer subsets of each training split, e.g. (0.05, 0.1, 0.25, 0.5, 1.0)
+    fraction_epochs: dict = field(default_factory=dict)  # training fraction below 1 -> its epochs (else ``epochs``): small subsets need more epochs to converge
 
     def __post_init__(self):
         object.__setattr__(self, "models", tuple(self.models))
@@ -147,6 +148,23 @@ class BenchConfig:
         if any(not 0 < f <= 1 for f in fr):
             raise ValueError(f"train_fractions must lie in (0, 1], got {self.train_fractions}")
         object.__setattr__(self, "train_fractions", fr)
+        if not isinstance(self.fraction_epochs, dict):
+            raise TypeError(f"fraction_epochs must be a dict {{fraction: epochs}}, got {type(self.fraction_epochs).__name__}")
+        fe = {}
+        for f, e in self.fraction_epochs.items():
+            try:
+                f = float(f)
+            except (TypeError, ValueError):
+                raise ValueError(f"fraction_epochs keys must be training fractions, got {f!r}") from None
+            if f not in fr or f >= 1:
+                raise ValueError(
+                    f"fraction_epochs names fraction {f:g}, which is not one of the run's train_fractions below 1 "
+                    f"({', '.join(f'{x:g}' for x in fr if x < 1) or 'none'}); full-data cells use epochs"
+                )
+            if isinstance(e, bool) or not isinstance(e, int) or e < 1:
+                raise ValueError(f"fraction_epochs[{f:g}] must be a positive int, got {e!r}")
+            fe[f"{f:g}"] = e  # string keys: the form JSON keeps, so a saved run compares equal
+        object.__setattr__(self, "fraction_epochs", dict(sorted(fe.items(), key=lambda kv: float(kv[0]))))
         from rendering.augment import PRESETS
 
         if _augment_name(self.augment) not in PRESETS:
@@ -157,6 +175,10 @@ class BenchConfig:
     @property
     def seed_list(self) -> list[int]:
         return list(range(self.seed, self.seed + self.seeds))
+
+    def epochs_for(self, fraction: float) -> int | None:
+        """The epochs of a cell trained on ``fraction`` of its training split."""
+        return self.fraction_epochs.get(f"{float(fraction):g}", self.epochs)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -171,6 +193,8 @@ class BenchConfig:
         # measurements only: a finished cell is reused whatever these say (missing probes are added)
         for k in ("models", "seeds", "latency_samples", "latency_warmup", "infer_batch_size", "probes", "train_fractions"):
             d.pop(k)
+        if not d["fraction_epochs"]:  # runs recorded before the field existed still resume
+            del d["fraction_epochs"]
         return d
 
 
@@ -576,7 +600,7 @@ def run_cell(ds, model_name: str, seed: int, split_id: str, sp, config: BenchCon
     tcfg = TrainConfig(
         model=model_name,
         model_options=dict(config.model_options.get(model_name, {})),
-        epochs=config.epochs if config.epochs is not None else 10_000,
+        epochs=config.epochs_for(_fraction_of(split_id)) or 10_000,
         batch_size=config.batch_size,
         lr=config.lr,
         augment=augment_preset(_augment_name(config.augment)).to_config(),
@@ -777,14 +801,24 @@ def _check_manifest(out: Path, settings: dict) -> None:
 
 
 def run_bench(
-    ds, config: BenchConfig, out_dir=None, *, command: str | None = None, progress: bool | None = None, report_only: bool = False
+    ds,
+    config: BenchConfig,
+    out_dir=None,
+    *,
+    command: str | None = None,
+    progress: bool | None = None,
+    report_only: bool = False,
+    only=None,
 ) -> dict:
     """Run the benchmark matrix on ``ds`` and write the report into ``out_dir``.
 
     Finished cells found in ``out_dir`` (same settings, same data) are reused.
     With ``report_only`` nothing is trained: the report covers the finished cells
     and names the ones still to run (``results["pending_cells"]``), so a run that
-    spans sessions can publish what it has.
+    spans sessions can publish what it has. ``only`` (cell-name patterns, e.g.
+    ``["lstm__s0-KAIST", "*__s0-expressmatch"]``) trains just the matching cells
+    and reports the others as pending unless they are finished; every pattern
+    must match a cell of the run.
     Returns the results (the content of ``results.json``).
     """
     import torch
@@ -837,6 +871,7 @@ def run_bench(
         )
     splits = make_splits(ds, config)
     cells = [(m, seed, sid, sp) for m in run_models for sid, seed, sp in splits]
+    selected = select_cells([_cell_name(m, sid) for m, _, sid, _ in cells], only)
     log.info("bench: %d models x %d splits = %d cells on %s, out %s", len(run_models), len(splits), len(cells), device, out)
     if ds.synthetic:
         log.warning("bench data is SYNTHETIC (generated, not real handwriting): %s", ds.name)
@@ -872,7 +907,7 @@ def run_bench(
             records.append(rec)
             reused += 1
             continue
-        if report_only:
+        if report_only or name not in selected:
             pending.append(name)
             continue
         cell_dir = out / "cells" / name
@@ -918,6 +953,26 @@ def run_bench(
     bench_report.write(results, out)
     results["out_dir"] = str(out)
     return results
+
+
+def select_cells(names: list[str], only) -> set[str]:
+    """The cell names that match any of the glob patterns ``only`` (all of them when None).
+
+    A pattern that matches no cell is an error that lists the run's cells.
+    """
+    import fnmatch
+
+    if only is None:
+        return set(names)
+    if isinstance(only, str):
+        raise TypeError("only must be a list of cell-name patterns, e.g. ['lstm__s0-KAIST'], not a str")
+    patterns = [p.strip() for p in only if p.strip()]
+    if not patterns:
+        raise ValueError("only names no cell; give cell names or patterns such as 'lstm__s0*'")
+    unmatched = [p for p in patterns if not fnmatch.filter(names, p)]
+    if unmatched:
+        raise ValueError(f"no cell of this run matches {', '.join(map(repr, unmatched))}; its cells are: {', '.join(names)}")
+    return {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)}
 
 
 def _argv() -> str:

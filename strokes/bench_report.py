@@ -107,6 +107,8 @@ def data_efficiency(results: dict) -> dict | None:
                         "top1": float(np.mean([c["test"]["top1"] for c in fc])),
                         "top1_std": float(np.std([c["test"]["top1"] for c in fc], ddof=1)) if len(fc) > 1 else None,
                         "cells": len(fc),
+                        "epochs": float(np.mean([c["epochs_run"] for c in fc])),
+                        "converged": all(converged(c.get("history") or [])["converged"] for c in fc),
                     }
                 )
         rows.append({"model": model, "representation": cells[0]["representation"], "points": points})
@@ -579,7 +581,8 @@ def chart_curves(results, summary, path: Path, title: str) -> None:
     ax_e.set_ylabel("validation top-1 (%), mean over seeds")
     for ax in (ax_e, ax_t):
         ax.grid(alpha=0.3)
-    ax_e.legend(fontsize=8, loc="lower right")
+    if ax_e.get_legend_handles_labels()[0]:  # no full-data cell finished yet: nothing to name
+        ax_e.legend(fontsize=8, loc="lower right")
     fig.suptitle(title, fontsize=9)
     _save(fig, path)
 
@@ -641,6 +644,8 @@ def _budget(cfg: dict) -> str:
     parts = []
     if cfg.get("epochs") is not None:
         parts.append(f"{cfg['epochs']} epochs")
+        if cfg.get("fraction_epochs"):
+            parts[-1] += " (" + ", ".join(f"{e} at training fraction {f}" for f, e in cfg["fraction_epochs"].items()) + ")"
     if cfg.get("time_budget") is not None:
         parts.append(f"{cfg['time_budget']:g} s of training")
     return " or ".join(parts) + " per model and seed, whichever ends first" if len(parts) > 1 else parts[0] + " per model and seed"
@@ -800,10 +805,25 @@ def render_report(results: dict, image_prefix: str = "") -> str:
             by = {p["fraction"]: p for p in r["points"]}
             lines.append(
                 f"| {r['model']} | "
-                + " | ".join(f"{100 * by[f]['top1']:.2f} (n={by[f]['train_samples']:,.0f})" if f in by else "–" for f in eff["fractions"])
+                + " | ".join(
+                    f"{100 * by[f]['top1']:.2f}{'' if by[f].get('converged', True) else '*'} (n={by[f]['train_samples']:,.0f})" if f in by else "–"
+                    for f in eff["fractions"]
+                )
                 + " |"
             )
-        lines += ["", f"![top-1 against training samples]({image_prefix}{CHARTS['data_efficiency']})", ""]
+        epochs = {f: sorted({round(p["epochs"], 1) for r in eff["rows"] for p in r["points"] if p["fraction"] == f and "epochs" in p}) for f in eff["fractions"]}
+        lines += [
+            "",
+            "Epochs: " + "; ".join(f"{f:g}: {', '.join(f'{e:g}' for e in es)}" for f, es in epochs.items() if es) + ". "
+            + (
+                f"\\* not converged (val top-1 still gained ≥ {100 * CONVERGED_GAIN:.1f} pt over the last {CONVERGED_WINDOW} epochs in some cell)."
+                if any(not p.get("converged", True) for r in eff["rows"] for p in r["points"])
+                else f"Every cell converged (val top-1 gained < {100 * CONVERGED_GAIN:.1f} pt over its last {CONVERGED_WINDOW} epochs)."
+            ),
+            "",
+            f"![top-1 against training samples]({image_prefix}{CHARTS['data_efficiency']})",
+            "",
+        ]
     lines += ["## Convergence", "", "| model | epochs | best epoch | converged (cells) | largest gain over the last 3 epochs |", "|---|--:|--:|---|--:|"]
     for r in summary:
         cells = [c for c in results["cells"] if c["model"] == r["model"]]

@@ -420,6 +420,20 @@ def cmd_stats(args) -> int:
     return 0
 
 
+def _parse_fraction_epochs(text: str | None) -> dict:
+    """``"0.05=60,0.1=40"`` -> {0.05: 60, 0.1: 40}."""
+    out: dict = {}
+    for part in _csv(text) if text else []:
+        f, eq, e = part.partition("=")
+        try:
+            out[float(f)] = int(e)
+        except ValueError:
+            raise ValueError(f"--fraction-epochs takes FRACTION=EPOCHS pairs, e.g. 0.05=60,0.1=40; got {part!r}") from None
+        if not eq:
+            raise ValueError(f"--fraction-epochs takes FRACTION=EPOCHS pairs, e.g. 0.05=60,0.1=40; got {part!r}")
+    return out
+
+
 def cmd_bench(args) -> int:
     from .bench import (
         DEFAULT_MODELS, QUICK_BATCH_SIZE, QUICK_DATA, QUICK_EPOCHS, QUICK_MODELS, QUICK_OPTIONS, QUICK_SEEDS,
@@ -471,6 +485,7 @@ def cmd_bench(args) -> int:
         precision=args.precision,
         probes=parse_probes(args.probes),
         train_fractions=tuple(float(f) for f in _csv(args.train_fraction)),
+        fraction_epochs=_parse_fraction_epochs(args.fraction_epochs),
         latency_samples=args.latency_samples,
         model_options=options,
     )
@@ -486,7 +501,9 @@ def cmd_bench(args) -> int:
     _interrupt_on_signals()
     finished = False
     try:
-        results = run_bench(ds, config, args.out, command=_argv(), progress=None, report_only=args.report_only)
+        results = run_bench(
+            ds, config, args.out, command=_argv(), progress=None, report_only=args.report_only, only=_csv(args.cells) if args.cells else None
+        )
         finished = True
     finally:
         shutdown(sync=finished)
@@ -737,6 +754,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     sp.add_argument("--split", default="writer", help="writer | random | kfold:K | collection (leave one collection/device out, e.g. CROHME's five) | hasy-folds[:LIST] (HASYv2's official folds, e.g. hasy-folds:1-3) (default writer)")
     sp.add_argument("--train-fraction", default="1", metavar="F[,F...]", help="also train on nested writer subsets of each training split, e.g. 0.05,0.1,0.25,0.5,1 (data-efficiency curves; default 1)")
+    sp.add_argument(
+        "--fraction-epochs", default=None, metavar="F=E[,F=E...]",
+        help="epochs of the cells trained on a --train-fraction below 1, e.g. 0.05=60,0.1=40 (default: --epochs); "
+        "a small subset gives few updates per epoch, so it needs more epochs to converge",
+    )  # fmt: skip
     sp.add_argument("--batch-size", type=int, default=None, help=f"training batch size, every model (default 128; without --data: {QUICK_BATCH_SIZE})")
     sp.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, every model (default 2e-3)")
     sp.add_argument("--no-augment", action="store_true", help="train without augmentation (= --augment none)")
@@ -753,6 +775,11 @@ def build_parser() -> argparse.ArgumentParser:
         "jitter, last-stroke-missing, flip-y (see strokes.probes); a finished cell gets the probes it lacks",
     )  # fmt: skip
     sp.add_argument("--report-only", action="store_true", help="train nothing: report the finished cells of --out and name the ones still to run")
+    sp.add_argument(
+        "--cells", default=None, metavar="PATTERN[,PATTERN...]",
+        help="train only the cells whose names match, e.g. 'lstm__s0-KAIST,*__s0-expressmatch' (cell names are MODEL__SPLIT, "
+        "as in OUT/cells/); the others are reported if finished and listed as still to run otherwise",
+    )  # fmt: skip
     sp.add_argument("--ddp", action="store_true", help="train every cell with DistributedDataParallel (re-launches through torchrun)")
     sp.add_argument("--procs", type=int, default=None, help="processes for --ddp (default: the GPU count, at least 2)")
     sp.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")

@@ -562,3 +562,64 @@ def test_cli_report_only(tmp_path, capsys):
     assert main([*args, "--report-only"]) == 0
     assert not (tmp_path / "cells" / "lenet5__s1.json").exists()
     assert "Not finished yet" in (tmp_path / "report.md").read_text()
+
+
+def test_fraction_epochs_train_small_subsets_longer(data, tmp_path):
+    """fraction_epochs sets the epochs of the cells on a training fraction; full-data cells keep epochs."""
+    cfg = _config(models=("lenet5",), seeds=1, epochs=1, train_fractions=(0.5,), fraction_epochs={0.5: 3}, probes=())
+    assert cfg.fraction_epochs == {"0.5": 3} and cfg.epochs_for(0.5) == 3 and cfg.epochs_for(1.0) == 1
+    results = run_bench(data, cfg, tmp_path, progress=False)
+    by = {c["train_fraction"]: c for c in results["cells"]}
+    assert by[0.5]["epochs_run"] == 3 and len(by[0.5]["history"]) == 3
+    assert by[1.0]["epochs_run"] == 1 and len(by[1.0]["history"]) == 1
+    assert [p["epochs"] for p in results["data_efficiency"]["rows"][0]["points"]] == [3, 1]
+    report = (tmp_path / "report.md").read_text()
+    assert "Epochs: 0.5: 3; 1: 1." in report and "1 epochs (3 at training fraction 0.5)" in report
+    assert "\\* not converged" in report  # three epochs are too few to tell
+    with pytest.raises(ValueError, match="other settings.*fraction_epochs"):  # other epochs per fraction: a new run
+        run_bench(data, _config(models=("lenet5",), seeds=1, epochs=1, train_fractions=(0.5,), fraction_epochs={0.5: 2}, probes=()), tmp_path, progress=False)
+
+
+def test_fraction_epochs_are_validated_and_absent_from_older_settings():
+    """fraction_epochs must name a training fraction below 1 with a positive int; empty, it leaves the settings as before."""
+    assert "fraction_epochs" not in _config().cell_settings()  # runs recorded before the field existed still resume
+    with pytest.raises(ValueError, match="not one of the run's train_fractions"):
+        _config(train_fractions=(0.5,), fraction_epochs={0.25: 3})
+    with pytest.raises(ValueError, match="full-data cells use epochs"):
+        _config(train_fractions=(0.5,), fraction_epochs={1.0: 3})
+    with pytest.raises(ValueError, match="positive int"):
+        _config(train_fractions=(0.5,), fraction_epochs={0.5: 0})
+    with pytest.raises(ValueError, match="training fractions"):
+        _config(train_fractions=(0.5,), fraction_epochs={"half": 2})
+    with pytest.raises(TypeError, match="dict"):
+        _config(train_fractions=(0.5,), fraction_epochs=[(0.5, 2)])
+
+
+def test_only_trains_the_matching_cells(data, tmp_path):
+    """only= trains just the cells matching its patterns; the rest are pending until a later call runs them."""
+    cfg = _config(models=("lenet5",), seeds=2, probes=())
+    results = run_bench(data, cfg, tmp_path, progress=False, only=["*__s1"])
+    assert [c["cell"] for c in results["cells"]] == ["lenet5__s1"] and results["pending_cells"] == ["lenet5__s0"]
+    assert not (tmp_path / "cells" / "lenet5__s0.json").exists()
+    first = (tmp_path / "cells" / "lenet5__s1.json").read_text()
+    results = run_bench(data, cfg, tmp_path, progress=False)
+    assert sorted(c["cell"] for c in results["cells"]) == ["lenet5__s0", "lenet5__s1"] and results["cells_reused"] == 1
+    assert (tmp_path / "cells" / "lenet5__s1.json").read_text() == first  # reused, not trained again
+    with pytest.raises(ValueError, match=r"no cell of this run matches 'gru__\*'; its cells are: lenet5__s0, lenet5__s1"):
+        run_bench(data, cfg, tmp_path, progress=False, only=["gru__*"])
+    with pytest.raises(TypeError, match="list of cell-name patterns"):
+        run_bench(data, cfg, tmp_path, progress=False, only="lenet5__s0")
+
+
+def test_cli_cells_and_fraction_epochs(tmp_path, capsys):
+    """strokes bench --cells trains only the named cells; --fraction-epochs reaches the fraction cells."""
+    args = ["bench", "--data", "synthetic:writers=8,samples=1", "--models", "lenet5", "--epochs", "1", "--seeds", "1",
+            "--train-fraction", "0.5", "--fraction-epochs", "0.5=2", "--device", "cpu", "--latency-samples", "3",
+            "--probes", "none", "--out", str(tmp_path)]  # fmt: skip
+    assert main([*args, "--cells", "lenet5__s0-frac0.5"]) == 0
+    cells = json.loads((tmp_path / "results.json").read_text())
+    assert [c["cell"] for c in cells["cells"]] == ["lenet5__s0-frac0.5"] and cells["cells"][0]["epochs_run"] == 2
+    assert cells["pending_cells"] == ["lenet5__s0"]
+    capsys.readouterr()
+    assert main([*args[:-2], "--fraction-epochs", "0.5:2", "--out", str(tmp_path / "x")]) == 2
+    assert "--fraction-epochs takes FRACTION=EPOCHS pairs" in capsys.readouterr().err
