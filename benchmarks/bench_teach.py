@@ -30,6 +30,11 @@ Protocol (all seeded by ``--seed``):
    5 of that writer's drawings are taught under the class's own label (a fresh
    store each) and that writer's remaining drawings of the class are scored
    before and after; also that writer's drawings of other classes (the cost).
+7. The frontier (``--part frontier`` alone, or within ``measure``): a third method,
+   taught rows fitted discriminatively on the frozen embedding against the
+   reference drawings (:func:`fit_rows`), from the same kind of k = 5 draws, at a few
+   offsets; and the same fit from every val-writer drawing of the held-out classes,
+   the embedding's own ceiling.
 
 Targets at k = 5 (issue 17): held-out top-1 >= 75 %, top-5 >= 92 %; built-in top-1
 drops by <= 0.5 pt; teach() <= 50 ms; recognize() p50 with 100 taught symbols at
@@ -276,6 +281,108 @@ def enrolment(args, ds, proto, rec, store_dir: Path) -> dict:
     }
 
 
+#: Settings of the discriminative rows in :func:`frontier`: L2 on the row weights and the weight of
+#: a taught drawing against one reference drawing. Picked among (1e-4, 1e-3, 1e-2) x (1, 5, 10) on
+#: these same test writers, so the rows are an optimistic reading of the method.
+FIT_L2 = 1e-3
+FIT_POSITIVE_WEIGHT = 5.0
+FIT_OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0)
+CEILING_L2 = 1e-4  # the ceiling's fit (every val-writer drawing): less regularization for 30x the drawings
+
+
+def fit_rows(pos_feats, pos_rows, ref_feats, ref_rows, W, b, n_new: int, l2: float = FIT_L2, pos_weight: float = FIT_POSITIVE_WEIGHT):
+    """Taught rows fitted discriminatively on the frozen embedding: a softmax over the model's own
+    (frozen) rows and ``n_new`` new linear rows, with the taught drawings (``pos_rows``: their new
+    row, ``>= len(b)``) and the reference drawings of the built-in classes (``ref_rows``) as
+    targets; L-BFGS on the new rows only. Returns ``(W_new, b_new, mean)``: the new logits of
+    embeddings ``f`` are ``(f - mean) @ W_new.T + b_new``."""
+    import torch
+
+    mean = ref_feats.mean(0)
+    X = torch.tensor(np.concatenate([pos_feats, ref_feats]) - mean, dtype=torch.float32)  # (P + M, D)
+    frozen = X @ torch.tensor(W.T, dtype=torch.float32) + torch.tensor(W @ mean + b, dtype=torch.float32)  # (P + M, C): the model's logits
+    y = torch.tensor(np.concatenate([pos_rows, ref_rows]), dtype=torch.long)
+    w = torch.cat([torch.full((len(pos_feats),), pos_weight), torch.ones(len(ref_feats))])
+    Wn = torch.zeros(n_new, X.shape[1], requires_grad=True)
+    bn = torch.zeros(n_new, requires_grad=True)
+    opt = torch.optim.LBFGS([Wn, bn], max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        z = torch.cat([frozen, X @ Wn.T + bn], 1)  # (P + M, C + n_new)
+        loss = (torch.nn.functional.cross_entropy(z, y, reduction="none") * w).sum() / w.sum() + l2 * (Wn**2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return Wn.detach().numpy(), bn.detach().numpy(), mean
+
+
+def frontier(args, ds, proto, rec) -> dict:
+    """Another method and the embedding's own limit, at k = 5 (not what recognize() uses).
+
+    * ``fit``: taught rows fitted discriminatively (:func:`fit_rows`) against the checkpoint's
+      ``teach_references``, from the same k = 5 enrolment draws as the other methods, at a few
+      offsets added to the new rows (the trade-off).
+    * ``ceiling``: the same fit from *every* val-writer drawing of the held-out classes (tens per
+      class, many writers): what rows on this frozen embedding can do with plenty of drawings.
+    """
+    from strokes.teach import classifier_weights
+
+    sp, held, names = proto["split"], proto["held"], proto["held_names"]
+    vocab = rec.classes
+    col = {c: i for i, c in enumerate(vocab)}
+    new_col = {c: len(vocab) + j for j, c in enumerate(held)}
+    target_of = np.array([col.get(ds.vocab[c], new_col.get(c, -1)) for c in range(len(ds.vocab))])
+    W, b = classifier_weights(rec)
+    refs = rec.loaded.checkpoint["teach_references"]
+    ref_feats = refs["features"].double().numpy()
+    ref_rows = refs["labels"].numpy().astype(np.int64)
+    logits, feats = embed(rec, [ds[int(i)].strokes for i in sp.test])
+    target = target_of[ds.labels[sp.test]]
+    is_new = np.isin(ds.labels[sp.test], held)
+    base = float((logits.argmax(1) == target)[~is_new].mean())
+    _, val_feats = embed(rec, [ds[int(i)].strokes for i in sp.val])
+    val_rows = target_of[ds.labels[sp.val]]
+    in_pool = np.isin(ds.labels[sp.val], held)
+    pool_feats, pool_rows = val_feats[in_pool], val_rows[in_pool]
+
+    def score(Wn, bn, mean, offsets):
+        new = (feats - mean) @ Wn.T + bn  # (N, 20)
+        out = []
+        for off in offsets:
+            z = np.concatenate([logits, new + off], 1)
+            hit1, hit5 = topk_hits(z, target, 1), topk_hits(z, target, 5)
+            out.append({"offset": off, "taught_top1": float(hit1[is_new].mean()), "taught_top5": float(hit5[is_new].mean()),
+                        "builtin_change": float(hit1[~is_new].mean()) - base})  # fmt: skip
+        return out
+
+    rng = np.random.default_rng(args.seed + 2)
+    runs, seconds = [], []
+    for _ in range(args.reps):
+        pick = np.concatenate([rng.choice(np.flatnonzero(pool_rows == new_col[c]), 5, replace=False) for c in held])
+        t0 = time.perf_counter()
+        fitted = fit_rows(pool_feats[pick], pool_rows[pick], ref_feats, ref_rows, W, b, len(held))
+        seconds.append(time.perf_counter() - t0)
+        runs.append(score(*fitted, FIT_OFFSETS))
+    fit = [
+        {"offset": off, **{k: float(np.mean([r[i][k] for r in runs])) for k in ("taught_top1", "taught_top5", "builtin_change")},
+         "taught_top1_std": float(np.std([r[i]["taught_top1"] for r in runs], ddof=1)) if len(runs) > 1 else 0.0}
+        for i, off in enumerate(FIT_OFFSETS)
+    ]  # fmt: skip
+    offsets = tuple(float(x) for x in np.round(np.arange(-6.0, 3.01, 0.25), 2))
+    # the ceiling: every val-writer drawing, the held-out classes' as positives and the others' as negatives, at their
+    # natural frequencies and with a lighter L2 (more data); read at the best offset, so it is an upper bound
+    ceiling = score(
+        *fit_rows(pool_feats, pool_rows, val_feats[~in_pool], val_rows[~in_pool], W, b, len(held), l2=CEILING_L2, pos_weight=1.0), offsets
+    )
+    return {
+        "l2": FIT_L2, "positive_weight": FIT_POSITIVE_WEIGHT, "references": int(len(ref_rows)), "fit": fit,
+        "fit_ms_p50": 1e3 * float(np.median(seconds)), "ceiling": ceiling, "ceiling_drawings": int(in_pool.sum()),
+        "ceiling_negatives": int((~in_pool).sum()), "ceiling_l2": CEILING_L2, "builtin_untaught_top1": base,
+    }  # fmt: skip
+
+
 def latency(args, ds, proto, rec, store_dir: Path) -> dict:
     """recognize() p50 with 100 taught symbols against none (interleaved calls, same inks)."""
     import strokes
@@ -419,6 +526,7 @@ def measure_part(args, ds, proto, ckpt: Path) -> dict:
         enrol = enrolment(args, ds, proto, rec, Path(tmp))
         lat = latency(args, ds, proto, rec, Path(tmp))
         adapt = adaptation(args, ds, proto, rec)
+        front = frontier(args, ds, proto, rec)
         ref = reference(args, ds, proto)
         seconds = time.perf_counter() - t0
     done = json.loads((Path(args.out) / "model" / "done.json").read_text())
@@ -431,6 +539,7 @@ def measure_part(args, ds, proto, ckpt: Path) -> dict:
         "enrolment": enrol,
         "latency": lat,
         "adaptation": adapt,
+        "frontier": front,
         "reference": ref,
         "torch_threads": torch.get_num_threads(),
         "load_average_at_start": load,
@@ -522,6 +631,54 @@ def render(res: dict, command: str) -> str:
            f"{100 * (base - ref['builtin_top1']):.2f} pt against the {m['classes']}-class model: the ≤ 0.5 pt target is stricter than retraining "
            f"achieves on these classes." if ref else "")
     )]
+    fr = res.get("frontier")
+    if fr:
+        ok = [c for c in fr["ceiling"] if -100 * c["builtin_change"] <= TARGETS["builtin_drop_pt"]]
+        best = max(ok, key=lambda c: c["taught_top1"]) if ok else None
+        at75 = next((c for c in fr["ceiling"] if c["taught_top1"] >= TARGETS["taught_top1"]), None)
+        out += [
+            "",
+            f"**A third method, and the embedding's limit** (k = 5; `fit` in `benchmarks/bench_teach.py`, not what `recognize()` uses; measured with `--part frontier`). "
+            f"`fit` learns the taught rows discriminatively on the frozen embedding: one softmax over the model's own rows (frozen) and "
+            f"the new ones, the taught drawings (weight {fr['positive_weight']:g} each) against the {fr['references']:,} reference drawings, "
+            f"L2 {fr['l2']:g}, L-BFGS ({fr['fit_ms_p50']:.0f} ms per fit of 20 labels, p50); an offset added to the new rows moves "
+            f"along its trade-off. Its settings were picked on these test writers among nine, so it reads optimistically. "
+            f"The *ceiling* fits the same rows from every val-writer drawing: the held-out classes' ({fr['ceiling_drawings']:,}, "
+            f"about {fr['ceiling_drawings'] / len(res['held_out']):.0f} per class from many writers) against the built-in classes' "
+            f"({fr['ceiling_negatives']:,}), at their natural frequencies, L2 {fr['ceiling_l2']:g}, read at the best offsets (an upper bound).",
+            "",
+            "| rows fitted from | offset | held-out top-1 | held-out top-5 | built-in change |",
+            "|---|--:|--:|--:|--:|",
+        ]
+        out += [
+            f"| 5 drawings per class (`fit`) | {c['offset']:+.1f} | {100 * c['taught_top1']:.1f} ± {100 * c['taught_top1_std']:.1f} | "
+            f"{100 * c['taught_top5']:.1f} | {100 * c['builtin_change']:+.2f} pt |"
+            for c in fr["fit"]
+        ]
+        out += [
+            f"| every val-writer drawing (ceiling) | {c['offset']:+.1f} | {100 * c['taught_top1']:.1f} | {100 * c['taught_top5']:.1f} | "
+            f"{100 * c['builtin_change']:+.2f} pt |"
+            for c in fr["ceiling"] if c in (best, at75)
+        ]
+        out += [
+            "",
+            "Reading it: "
+            + (f"with about a hundred drawings per class from many writers, rows on this frozen embedding hold both targets "
+               f"({100 * best['taught_top1']:.1f} % held-out top-1 at {100 * best['builtin_change']:+.2f} pt), so what keeps "
+               "teaching from the 0.5 pt target is having 5 drawings, not the embedding. " if best and best["taught_top1"] >= TARGETS["taught_top1"]
+               else (f"even with about a hundred drawings per class from many writers, rows on this frozen embedding reach at most "
+                     f"{100 * best['taught_top1']:.1f} % held-out top-1 within 0.5 pt of built-in top-1 (the target asks 75 % there), so "
+                     "the embedding itself is at the edge of the targets, and 5 drawings are far from it. " if best else ""))
+            + "From 5 drawings `fit` is a different point on much the same trade-off, not a way to the target: at about the held-out "
+            "top-1 of each prototype row, "
+            + "; ".join(
+                f"{name} {100 * v[5]['taught_top1_mean']:.1f} % at {100 * (v[5]['builtin_top1_mean'] - e['builtin_untaught_top1']):+.2f} pt vs `fit` "
+                f"{100 * near['taught_top1']:.1f} % at {100 * near['builtin_change']:+.2f} pt"
+                for name, v in bm.items() if name.startswith(DEFAULT_METHOD) and 5 in v and "uncapped" not in name and "synthetic" not in name
+                for near in [min(fr["fit"], key=lambda c: abs(c["taught_top1"] - v[5]["taught_top1_mean"]))]
+            )
+            + ". It also costs a fit whenever the taught set changes, so the prototypes stay the default.",
+        ]
     if e.get("stolen_k5"):
         total = sum(x["drawings_per_rep"] for x in e["stolen_k5"])
         top = e["stolen_k5"][:8]
@@ -554,8 +711,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="../shared/data/crohme", help="CROHME InkML directory (default ../shared/data/crohme)")
     ap.add_argument("--out", default="benchmarks/results/bench_teach", help="model and results folder")
-    ap.add_argument("--part", choices=("train", "measure", "all", "report"), default="all",
-                    help="train, measure, both (all), or report: write RESULTS.md from OUT/results.json again")
+    ap.add_argument("--part", choices=("train", "measure", "all", "report", "frontier"), default="all",
+                    help="train, measure, both (all), report: write RESULTS.md from OUT/results.json again, or frontier: "
+                    "measure only the fit method and the embedding's ceiling into OUT/results.json (no timings)")
     ap.add_argument("--model", default="vgg_gap", help="architecture trained without the held-out classes (default vgg_gap)")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--held-out", type=int, default=20)
@@ -576,11 +734,7 @@ def main(argv=None) -> int:
     if "5" not in args.shots.split(","):
         ap.error("--shots must include 5 (the targets are at k = 5)")
     if args.part == "report":
-        res = json.loads((Path(args.out) / "results.json").read_text())
-        for block in res["enrolment"]["by_method"].values():  # JSON keys are strings
-            for k in list(block):
-                block[int(k)] = block.pop(k)
-        return write_report(args, res)
+        return write_report(args, _read_results(args))
     import strokes
 
     ds = strokes.load(args.data, progress=False)
@@ -591,12 +745,33 @@ def main(argv=None) -> int:
         return 0
     if not (Path(args.out) / "model" / "done.json").exists():
         raise SystemExit(f"no trained model in {rel(Path(args.out) / 'model')}: run --part train first")
-    res = measure_part(args, ds, proto, ckpt)
+    if args.part == "frontier":
+        import torch
+
+        from strokes.recognizer import get_recognizer
+
+        torch.set_num_threads(args.threads) if args.threads else None
+        res = _read_results(args)
+        res["frontier"] = frontier(args, ds, proto, get_recognizer(str(references_part(args, ds, proto, ckpt)[0])))
+    else:
+        res = measure_part(args, ds, proto, ckpt)
     from strokes._util import atomic_write
 
     with atomic_write(Path(args.out) / "results.json", "w") as fh:
         json.dump(res, fh, indent=1, default=float)
     return write_report(args, res)
+
+
+def _read_results(args) -> dict:
+    """``OUT/results.json`` of an earlier measure run, with its k keys as ints again."""
+    path = Path(args.out) / "results.json"
+    if not path.exists():
+        raise SystemExit(f"no {rel(path)}: run --part measure first")
+    res = json.loads(path.read_text())
+    for block in res["enrolment"]["by_method"].values():  # JSON keys are strings
+        for k in list(block):
+            block[int(k)] = block.pop(k)
+    return res
 
 
 def write_report(args, res: dict) -> int:

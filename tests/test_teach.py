@@ -676,3 +676,31 @@ def test_comparison_experiment_tells_the_methods_apart(mini):
         assert res["adapt"][3][method][0] > res["adapt"][3]["untaught"][0]
     table = format_comparison(res)
     assert "| imprint |" in table and "Adaptation" in table
+
+
+def test_bench_fit_rows_learn_a_new_class_and_leave_the_references_alone():
+    """benchmarks/bench_teach.fit_rows: a fitted row wins on its class's drawings and not on the built-in ones."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_teach", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_teach.py")
+    bench_teach = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_teach)
+    fit_rows = bench_teach.fit_rows
+    rng = np.random.default_rng(0)
+    D, C = 6, 3
+    centres = np.eye(D)[: C + 1] * 4.0  # three built-in classes and a new one, each along its own axis
+    W, b = np.eye(D)[:C] * 2.0, np.zeros(C)  # the frozen classifier scores the first three axes
+    refs = np.concatenate([centres[c] + rng.normal(0, 0.5, (40, D)) for c in range(C)])
+    ref_rows = np.repeat(np.arange(C), 40)
+    pos = centres[C] + rng.normal(0, 0.5, (5, D))
+    Wn, bn, mean = fit_rows(pos, np.full(5, C), refs, ref_rows, W, b, n_new=1)
+    test_new = centres[C] + rng.normal(0, 0.5, (50, D))
+    test_old = np.concatenate([centres[c] + rng.normal(0, 0.5, (20, D)) for c in range(C)])
+
+    def predict(f):
+        return np.concatenate([f @ W.T + b, (f - mean) @ Wn.T + bn], 1).argmax(1)
+
+    assert Wn.shape == (1, D) and bn.shape == (1,) and np.allclose(mean, refs.mean(0))
+    assert (predict(test_new) == C).mean() > 0.95
+    assert (predict(test_old) == np.repeat(np.arange(C), 20)).mean() > 0.95
