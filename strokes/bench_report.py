@@ -591,10 +591,21 @@ def chart_data_efficiency(eff: dict, path: Path, title: str) -> None:
     """Test top-1 against training samples (log scale), one line per model."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    seen: dict = {}
+    hollow = False
     for r in eff["rows"]:
-        x = [p["train_samples"] for p in r["points"]]
-        y = [100 * p["top1"] for p in r["points"]]
-        ax.plot(x, y, "-o", color=_KIND_COLOR.get(r["representation"]), alpha=0.9, label=f"{r['model']} ({r['representation']})")
+        x = np.array([p["train_samples"] for p in r["points"]])
+        y = np.array([100 * p["top1"] for p in r["points"]])
+        done = np.array([p.get("converged", True) for p in r["points"]], bool)
+        color = _KIND_COLOR.get(r["representation"])
+        nth = seen[r["representation"]] = seen.get(r["representation"], -1) + 1  # models of one kind: other line and marker
+        style, marker = ("-", "--", ":", "-.")[nth % 4], "osD^v"[nth % 5]
+        ax.plot(x, y, style, color=color, alpha=0.9, label=f"{r['model']} ({r['representation']})")
+        ax.plot(x[done], y[done], marker, ls="none", color=color)
+        ax.plot(x[~done], y[~done], marker, ls="none", color=color, mfc="white")
+        hollow |= bool((~done).any())
+    if hollow:
+        ax.plot([], [], "o", ls="none", color="grey", mfc="white", label="hollow: not converged")
     ax.set_xscale("log")
     ax.set_xlabel("training samples (nested writer subsets, log scale)")
     ax.set_ylabel("test top-1 (%), mean over seeds")
