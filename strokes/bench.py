@@ -150,6 +150,8 @@ class BenchConfig:
         object.__setattr__(self, "train_fractions", fr)
         if not isinstance(self.fraction_epochs, dict):
             raise TypeError(f"fraction_epochs must be a dict {{fraction: epochs}}, got {type(self.fraction_epochs).__name__}")
+        if self.fraction_epochs and self.epochs is None:
+            raise ValueError("fraction_epochs needs epochs too (the full-data cells' epochs); with a time budget only, every cell trains for the budget")
         fe = {}
         for f, e in self.fraction_epochs.items():
             try:
@@ -163,6 +165,8 @@ class BenchConfig:
                 )
             if isinstance(e, bool) or not isinstance(e, int) or e < 1:
                 raise ValueError(f"fraction_epochs[{f:g}] must be a positive int, got {e!r}")
+            if f"{f:g}" in fe:
+                raise ValueError(f"fraction_epochs names fraction {f:g} twice")
             fe[f"{f:g}"] = e  # string keys: the form JSON keeps, so a saved run compares equal
         object.__setattr__(self, "fraction_epochs", dict(sorted(fe.items(), key=lambda kv: float(kv[0]))))
         from rendering.augment import PRESETS
@@ -966,10 +970,13 @@ def select_cells(names: list[str], only) -> set[str]:
         return set(names)
     if isinstance(only, str):
         raise TypeError("only must be a list of cell-name patterns, e.g. ['lstm__s0-KAIST'], not a str")
+    bad = [p for p in only if not isinstance(p, str)]
+    if bad:
+        raise TypeError(f"only must hold cell-name patterns (str), got {bad[0]!r}")
     patterns = [p.strip() for p in only if p.strip()]
     if not patterns:
         raise ValueError("only names no cell; give cell names or patterns such as 'lstm__s0*'")
-    unmatched = [p for p in patterns if not fnmatch.filter(names, p)]
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
     if unmatched:
         raise ValueError(f"no cell of this run matches {', '.join(map(repr, unmatched))}; its cells are: {', '.join(names)}")
     return {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)}

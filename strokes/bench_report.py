@@ -596,13 +596,12 @@ def chart_data_efficiency(eff: dict, path: Path, title: str) -> None:
     for r in eff["rows"]:
         x = np.array([p["train_samples"] for p in r["points"]])
         y = np.array([100 * p["top1"] for p in r["points"]])
-        done = np.array([p.get("converged", True) for p in r["points"]], bool)
+        done = np.array([p["converged"] for p in r["points"]], bool)
         color = _KIND_COLOR.get(r["representation"])
         nth = seen[r["representation"]] = seen.get(r["representation"], -1) + 1  # models of one kind: other line and marker
         style, marker = ("-", "--", ":", "-.")[nth % 4], "osD^v"[nth % 5]
-        ax.plot(x, y, style, color=color, alpha=0.9, label=f"{r['model']} ({r['representation']})")
-        ax.plot(x[done], y[done], marker, ls="none", color=color)
-        ax.plot(x[~done], y[~done], marker, ls="none", color=color, mfc="white")
+        ax.plot(x, y, style, marker=marker, color=color, alpha=0.9, label=f"{r['model']} ({r['representation']})")
+        ax.plot(x[~done], y[~done], marker, ls="none", color=color, mfc="white")  # hollow over the filled marker
         hollow |= bool((~done).any())
     if hollow:
         ax.plot([], [], "o", ls="none", color="grey", mfc="white", label="hollow: not converged")
@@ -666,7 +665,7 @@ def render_report(results: dict, image_prefix: str = "") -> str:
     """``report.md``: what ran, where, the table, the verdict, the charts and per-class findings."""
     cfg, env, data = results["config"], results["environment"], results["data"]
     summary = results.get("summary") or summarize(results)
-    eff = results.get("data_efficiency") or data_efficiency(results)
+    eff = data_efficiency(results)  # from the cells, so results saved before points had "converged" are read right
     all_cells = results["cells"]
     results = full_data(results)
     lines = [f"# strokes bench: {data['name']}", ""]
@@ -817,7 +816,7 @@ def render_report(results: dict, image_prefix: str = "") -> str:
             lines.append(
                 f"| {r['model']} | "
                 + " | ".join(
-                    f"{100 * by[f]['top1']:.2f}{'' if by[f].get('converged', True) else '*'} (n={by[f]['train_samples']:,.0f})" if f in by else "–"
+                    f"{100 * by[f]['top1']:.2f}{'' if by[f]['converged'] else '*'} (n={by[f]['train_samples']:,.0f})" if f in by else "–"
                     for f in eff["fractions"]
                 )
                 + " |"
@@ -827,8 +826,9 @@ def render_report(results: dict, image_prefix: str = "") -> str:
             "",
             "Epochs: " + "; ".join(f"{f:g}: {', '.join(f'{e:g}' for e in es)}" for f, es in epochs.items() if es) + ". "
             + (
-                f"\\* not converged (val top-1 still gained ≥ {100 * CONVERGED_GAIN:.1f} pt over the last {CONVERGED_WINDOW} epochs in some cell)."
-                if any(not p.get("converged", True) for r in eff["rows"] for p in r["points"])
+                f"\\* not converged (in some cell val top-1 still gained ≥ {100 * CONVERGED_GAIN:.1f} pt over the last {CONVERGED_WINDOW} "
+                "epochs, or it ran too few epochs to tell)."
+                if any(not p["converged"] for r in eff["rows"] for p in r["points"])
                 else f"Every cell converged (val top-1 gained < {100 * CONVERGED_GAIN:.1f} pt over its last {CONVERGED_WINDOW} epochs)."
             ),
             "",

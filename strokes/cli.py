@@ -431,6 +431,8 @@ def _parse_fraction_epochs(text: str | None) -> dict:
             raise ValueError(f"--fraction-epochs takes FRACTION=EPOCHS pairs, e.g. 0.05=60,0.1=40; got {part!r}") from None
         if not eq:
             raise ValueError(f"--fraction-epochs takes FRACTION=EPOCHS pairs, e.g. 0.05=60,0.1=40; got {part!r}")
+    if len(out) < len(_csv(text) if text else ()):
+        raise ValueError(f"--fraction-epochs names a fraction twice: {text!r}")
     return out
 
 

@@ -580,6 +580,19 @@ def test_fraction_epochs_train_small_subsets_longer(data, tmp_path):
         run_bench(data, _config(models=("lenet5",), seeds=1, epochs=1, train_fractions=(0.5,), fraction_epochs={0.5: 2}, probes=()), tmp_path, progress=False)
 
 
+def test_report_reads_convergence_from_the_cells_not_a_saved_summary(data, tmp_path):
+    """A results.json saved before data-efficiency points carried convergence is still reported with it."""
+    from strokes.bench_report import render_report
+
+    cfg = _config(models=("lenet5",), seeds=1, epochs=2, train_fractions=(0.5,), probes=())
+    results = run_bench(data, cfg, tmp_path, progress=False)
+    for row in results["data_efficiency"]["rows"]:  # as an older run saved it
+        for p in row["points"]:
+            p.pop("converged"), p.pop("epochs")
+    text = render_report(results)
+    assert "Epochs: 0.5: 2; 1: 2." in text and "\\* not converged" in text and "Every cell converged" not in text
+
+
 def test_fraction_epochs_are_validated_and_absent_from_older_settings():
     """fraction_epochs must name a training fraction below 1 with a positive int; empty, it leaves the settings as before."""
     assert "fraction_epochs" not in _config().cell_settings()  # runs recorded before the field existed still resume
@@ -593,6 +606,10 @@ def test_fraction_epochs_are_validated_and_absent_from_older_settings():
         _config(train_fractions=(0.5,), fraction_epochs={"half": 2})
     with pytest.raises(TypeError, match="dict"):
         _config(train_fractions=(0.5,), fraction_epochs=[(0.5, 2)])
+    with pytest.raises(ValueError, match="twice"):
+        _config(train_fractions=(0.5,), fraction_epochs={0.5: 2, "0.5": 3})
+    with pytest.raises(ValueError, match="needs epochs"):
+        _config(epochs=None, time_budget=5.0, train_fractions=(0.5,), fraction_epochs={0.5: 2})
 
 
 def test_only_trains_the_matching_cells(data, tmp_path):
@@ -609,6 +626,10 @@ def test_only_trains_the_matching_cells(data, tmp_path):
         run_bench(data, cfg, tmp_path, progress=False, only=["gru__*"])
     with pytest.raises(TypeError, match="list of cell-name patterns"):
         run_bench(data, cfg, tmp_path, progress=False, only="lenet5__s0")
+    with pytest.raises(TypeError, match=r"cell-name patterns \(str\)"):
+        run_bench(data, cfg, tmp_path, progress=False, only=[0])
+    with pytest.raises(ValueError, match="no cell of this run matches 'LENET5__s0'"):  # case matters, on every platform
+        run_bench(data, cfg, tmp_path, progress=False, only=["LENET5__s0"])
 
 
 def test_cli_cells_and_fraction_epochs(tmp_path, capsys):
@@ -623,3 +644,5 @@ def test_cli_cells_and_fraction_epochs(tmp_path, capsys):
     capsys.readouterr()
     assert main([*args[:-2], "--fraction-epochs", "0.5:2", "--out", str(tmp_path / "x")]) == 2
     assert "--fraction-epochs takes FRACTION=EPOCHS pairs" in capsys.readouterr().err
+    assert main([*args[:-2], "--fraction-epochs", "0.5=2,0.50=3", "--out", str(tmp_path / "x")]) == 2
+    assert "names a fraction twice" in capsys.readouterr().err
