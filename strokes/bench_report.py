@@ -606,6 +606,9 @@ def chart_data_efficiency(eff: dict, path: Path, title: str) -> None:
     if hollow:
         ax.plot([], [], "o", ls="none", color="grey", mfc="white", label="hollow: not converged")
     ax.set_xscale("log")
+    ticks = sorted({round(p["train_samples"]) for r in eff["rows"] for p in r["points"]})
+    ax.set_xticks(ticks, [f"{t:,}" for t in ticks], fontsize=8)  # the subsets' own sizes, not 10^k
+    ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set_xlabel("training samples (nested writer subsets, log scale)")
     ax.set_ylabel("test top-1 (%), mean over seeds")
     ax.set_title(title, fontsize=9)
