@@ -646,3 +646,41 @@ def test_cli_cells_and_fraction_epochs(tmp_path, capsys):
     assert "--fraction-epochs takes FRACTION=EPOCHS pairs" in capsys.readouterr().err
     assert main([*args[:-2], "--fraction-epochs", "0.5=2,0.50=3", "--out", str(tmp_path / "x")]) == 2
     assert "names a fraction twice" in capsys.readouterr().err
+
+
+def _load_script(name):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_converged_folds_takes_each_fold_from_the_first_run_that_settles_it(tmp_path):
+    """benchmarks/converged_folds.py: per fold, the first run where every model converged; unsettled folds say why."""
+    cf = _load_script("converged_folds")
+    flat, rising = [0.9, 0.95, 0.95, 0.95, 0.95], [0.5, 0.6, 0.7, 0.8, 0.9]
+
+    def cell(model, fold, top1, curve, epochs):
+        return {"model": model, "seed": 0, "split_id": f"s0-{fold}", "train_fraction": 1.0, "epochs_run": float(epochs),
+                "test": {"top1": top1}, "history": [{"val_top1": v} for v in curve]}  # fmt: skip
+
+    short = [cell("a", "X", 0.80, flat, 5), cell("b", "X", 0.70, flat, 5), cell("a", "Y", 0.60, rising, 5), cell("b", "Y", 0.65, flat, 5),
+             cell("a", "Z", 0.5, rising, 5), cell("b", "Z", 0.5, flat, 5)]  # fmt: skip
+    long = [cell("a", "Y", 0.90, flat, 8), cell("b", "Y", 0.85, flat, 8), cell("a", "X", 0.1, flat, 8)]
+    rows = cf.settle({"short": short, "long": long}, ["a", "b"])
+    by = {r["fold"]: r for r in rows}
+    assert by["X"]["run"] == "short" and by["X"]["top1"] == {"a": 0.80, "b": 0.70}  # the first run settles it: the later one is not used
+    assert by["Y"]["run"] == "long" and by["Y"]["epochs"] == 8.0 and by["Y"]["top1"]["a"] == 0.90
+    assert by["Z"]["run"] is None and "still gained" in by["Z"]["why"] and "long: no cell for a, b" in by["Z"]["why"]
+    table = cf.markdown(rows, ["a", "b"])
+    assert "| X | `short` | 5 | **80.00** | 70.00 | `a` |" in table and "| mean of 2 settled fold(s) | | | 85.00 | 77.50 | `a` |" in table
+    assert "| Z | not settled:" in table
+    (tmp_path / "cells").mkdir()
+    for i, c in enumerate(short):
+        (tmp_path / "cells" / f"{i}.json").write_text(json.dumps(c))
+    assert len(cf.read_cells(tmp_path)) == len(short)
+    with pytest.raises(ValueError, match="no finished cells"):
+        cf.read_cells(tmp_path / "nothing")
