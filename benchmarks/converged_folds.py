@@ -51,16 +51,13 @@ def settle(runs: dict[str, list[dict]], models: list[str], seed: int = 0) -> lis
     """
     from strokes.bench_report import converged
 
-    folds: list[str] = []
-    for cells in runs.values():
-        for c in cells:
-            if c["seed"] == seed and c.get("train_fraction", 1.0) >= 1.0 and fold_of(c) not in folds:
-                folds.append(fold_of(c))
+    runs = {name: [c for c in cells if c["seed"] == seed and c.get("train_fraction", 1.0) >= 1.0] for name, cells in runs.items()}
+    folds = list(dict.fromkeys(fold_of(c) for cells in runs.values() for c in cells))  # in order of appearance
     rows = []
     for fold in folds:
         why = []
         for name, cells in runs.items():
-            mine = {c["model"]: c for c in cells if c["seed"] == seed and fold_of(c) == fold and c.get("train_fraction", 1.0) >= 1.0}
+            mine = {c["model"]: c for c in cells if fold_of(c) == fold}
             missing = [m for m in models if m not in mine]
             if missing:
                 why.append(f"{name}: no cell for {', '.join(missing)}")

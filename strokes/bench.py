@@ -976,10 +976,11 @@ def select_cells(names: list[str], only) -> set[str]:
     patterns = [p.strip() for p in only if p.strip()]
     if not patterns:
         raise ValueError("only names no cell; give cell names or patterns such as 'lstm__s0*'")
-    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    hits = {p: {n for n in names if fnmatch.fnmatchcase(n, p)} for p in patterns}
+    unmatched = [p for p, h in hits.items() if not h]
     if unmatched:
         raise ValueError(f"no cell of this run matches {', '.join(map(repr, unmatched))}; its cells are: {', '.join(names)}")
-    return {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)}
+    return set().union(*hits.values())
 
 
 def _argv() -> str:

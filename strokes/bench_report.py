@@ -824,7 +824,7 @@ def render_report(results: dict, image_prefix: str = "") -> str:
                 )
                 + " |"
             )
-        epochs = {f: sorted({round(p["epochs"], 1) for r in eff["rows"] for p in r["points"] if p["fraction"] == f and "epochs" in p}) for f in eff["fractions"]}
+        epochs = {f: sorted({round(p["epochs"], 1) for r in eff["rows"] for p in r["points"] if p["fraction"] == f}) for f in eff["fractions"]}
         lines += [
             "",
             "Epochs: " + "; ".join(f"{f:g}: {', '.join(f'{e:g}' for e in es)}" for f, es in epochs.items() if es) + ". "

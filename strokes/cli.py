@@ -423,16 +423,17 @@ def cmd_stats(args) -> int:
 def _parse_fraction_epochs(text: str | None) -> dict:
     """``"0.05=60,0.1=40"`` -> {0.05: 60, 0.1: 40}."""
     out: dict = {}
-    for part in _csv(text) if text else []:
+    for part in _csv(text) if text else ():
         f, eq, e = part.partition("=")
         try:
-            out[float(f)] = int(e)
+            f, e = float(f), int(e)
         except ValueError:
-            raise ValueError(f"--fraction-epochs takes FRACTION=EPOCHS pairs, e.g. 0.05=60,0.1=40; got {part!r}") from None
+            eq = ""
         if not eq:
             raise ValueError(f"--fraction-epochs takes FRACTION=EPOCHS pairs, e.g. 0.05=60,0.1=40; got {part!r}")
-    if len(out) < len(_csv(text) if text else ()):
-        raise ValueError(f"--fraction-epochs names a fraction twice: {text!r}")
+        if f in out:
+            raise ValueError(f"--fraction-epochs names a fraction twice: {text!r}")
+        out[f] = e
     return out
 
 

@@ -648,19 +648,11 @@ def test_cli_cells_and_fraction_epochs(tmp_path, capsys):
     assert "names a fraction twice" in capsys.readouterr().err
 
 
-def _load_script(name):
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_converged_folds_takes_each_fold_from_the_first_run_that_settles_it(tmp_path):
     """benchmarks/converged_folds.py: per fold, the first run where every model converged; unsettled folds say why."""
-    cf = _load_script("converged_folds")
+    from scripts import load_benchmark
+
+    cf = load_benchmark("converged_folds")
     flat, rising = [0.9, 0.95, 0.95, 0.95, 0.95], [0.5, 0.6, 0.7, 0.8, 0.9]
 
     def cell(model, fold, top1, curve, epochs):

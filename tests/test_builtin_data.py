@@ -63,14 +63,10 @@ def test_unknown_builtin_name():
 @pytest.mark.shared
 def test_make_default_data_rebuilds_the_shipped_file(shared_data, tmp_path):
     """benchmarks/make_default_data.py rebuilds exactly the shipped file from ../shared/data/crohme."""
-    import importlib.util
-    from pathlib import Path
+    from scripts import load_benchmark
 
-    root = Path(__file__).resolve().parent.parent
     data = shared_data / "crohme"
-    spec = importlib.util.spec_from_file_location("make_default_data", root / "benchmarks" / "make_default_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("make_default_data")
     out = tmp_path / "mini.npz"
     assert mod.main(["--data", str(data), "--out", str(out)]) == 0
     assert strokes.load(out).fingerprint() == strokes.load("crohme-mini").fingerprint()

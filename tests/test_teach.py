@@ -680,13 +680,9 @@ def test_comparison_experiment_tells_the_methods_apart(mini):
 
 def test_bench_fit_rows_learn_a_new_class_and_leave_the_references_alone():
     """benchmarks/bench_teach.fit_rows: a fitted row wins on its class's drawings and not on the built-in ones."""
-    import importlib.util
-    from pathlib import Path
+    from scripts import load_benchmark
 
-    spec = importlib.util.spec_from_file_location("bench_teach", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_teach.py")
-    bench_teach = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_teach)
-    fit_rows = bench_teach.fit_rows
+    fit_rows = load_benchmark("bench_teach").fit_rows
     rng = np.random.default_rng(0)
     D, C = 6, 3
     centres = np.eye(D)[: C + 1] * 4.0  # three built-in classes and a new one, each along its own axis
