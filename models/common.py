@@ -185,10 +185,46 @@ class RNNEncoder(nn.Module):
 # --------------------------------------------------------------------------- heads and bases
 
 
-class ClassifierHead(nn.Sequential):
-    """features (B, F) -> [dropout] -> [linear -> ReLU -> dropout] (if ``hidden``) -> linear -> logits (B, K)."""
+class L2Normalize(nn.Module):
+    """(B, F) -> each row scaled to unit length (B, F); a zero row stays zero."""
 
-    def __init__(self, in_features: int, num_classes: int, hidden: int = 0, dropout: float = 0.0):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(x, dim=1)  # (B, F)
+
+
+class CosineLinear(nn.Linear):
+    """A cosine classifier: logits = ``scale * x . unit(w_k)`` for unit-length inputs ``x`` (B, F) -> (B, K).
+
+    Used after :class:`L2Normalize`, so each logit is ``scale`` times the cosine between the
+    embedding and the class's weight row. :meth:`effective_weight` is the ``(K, F)`` matrix
+    ``W`` of the equivalent plain linear layer (no bias): what taught symbols are calibrated on.
+    """
+
+    def __init__(self, in_features: int, out_features: int, scale: float):
+        super().__init__(in_features, out_features, bias=False)
+        self.scale = float(scale)
+
+    def effective_weight(self) -> torch.Tensor:
+        """The ``(K, F)`` rows of the equivalent linear layer: ``scale`` times each class's unit row."""
+        return self.scale * nn.functional.normalize(self.weight, dim=1)  # (K, F)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.effective_weight())  # (B, K)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, scale={self.scale:g}"
+
+
+class ClassifierHead(nn.Sequential):
+    """features (B, F) -> [dropout] -> [linear -> ReLU -> dropout] (if ``hidden``) -> linear -> logits (B, K).
+
+    ``cosine_scale > 0`` makes the last layer a cosine classifier: the features are scaled to
+    unit length (:class:`L2Normalize`) and each logit is ``cosine_scale`` times their cosine
+    with the class's row (:class:`CosineLinear`, no bias). Class rows and embeddings then live
+    on one sphere, which is what few-shot teaching compares taught drawings on.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, hidden: int = 0, dropout: float = 0.0, cosine_scale: float = 0.0):
         layers: list[nn.Module] = []
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
@@ -197,7 +233,10 @@ class ClassifierHead(nn.Sequential):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             in_features = hidden
-        layers.append(nn.Linear(in_features, num_classes))
+        if cosine_scale > 0:
+            layers += [L2Normalize(), CosineLinear(in_features, num_classes, cosine_scale)]
+        else:
+            layers.append(nn.Linear(in_features, num_classes))
         super().__init__(*layers)
 
 

@@ -31,6 +31,7 @@ class VGGGAPConfig:
     dropout: float = 0.3  #: dropout on the pooled features (and in the head MLP, if any)
     head_hidden: int = 0  #: hidden units of the head MLP; 0 = a single linear layer
     residual: bool = False  #: a shortcut around each stage's three convs (ResNet-style); False = plain VGG stages
+    cosine_scale: float = 0.0  #: when positive, a cosine classifier (unit embedding and class rows, logits = scale x cosine); 0 = linear
 
     def __post_init__(self):
         check_int("in_channels", self.in_channels)
@@ -40,6 +41,8 @@ class VGGGAPConfig:
         check_int("head_hidden", self.head_hidden, minimum=0)
         if not isinstance(self.residual, bool):
             raise TypeError(f"residual must be a bool, got {self.residual!r}")
+        if isinstance(self.cosine_scale, bool) or not isinstance(self.cosine_scale, (int, float)) or not 0 <= self.cosine_scale < 1e4:
+            raise ValueError(f"cosine_scale must be a number in [0, 1e4) (0 = a plain linear classifier), got {self.cosine_scale!r}")
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
@@ -108,4 +111,4 @@ class VGGGAP(ImageModel):
         self.in_channels = c.in_channels
         self.encoder = VGGEncoder(c.in_channels, c.width, c.stages, c.residual)
         self.feature_dim = self.encoder.feature_dim
-        self.head = ClassifierHead(self.feature_dim, num_classes, c.head_hidden, c.dropout)
+        self.head = ClassifierHead(self.feature_dim, num_classes, c.head_hidden, c.dropout, c.cosine_scale)

@@ -373,7 +373,8 @@ def classifier_weights(rec) -> tuple[np.ndarray, np.ndarray]:
     lin = rec.classifier
     if lin is None:
         raise ValueError(f"{rec.loaded.name} has no final linear classifier layer; taught symbols need one")
-    W = lin.weight.detach().cpu().double().numpy()
+    weight = lin.effective_weight() if hasattr(lin, "effective_weight") else lin.weight  # a cosine classifier's scaled unit rows
+    W = weight.detach().cpu().double().numpy()
     b = lin.bias.detach().cpu().double().numpy() if lin.bias is not None else np.zeros(W.shape[0])
     return W, b
 

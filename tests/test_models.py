@@ -214,6 +214,8 @@ def test_unknown_override_raises():
         ("extexify_cnn", {"channels": (32, -1)}),
         ("emnist_cnn", {"image_size": 30}),
         ("vgg_gap", {"width": 1.5}),
+        ("vgg_gap", {"cosine_scale": -1.0}),
+        ("vgg_gap", {"cosine_scale": "16"}),
         ("fusion", {"sequence_encoder": "transformer"}),
         ("fusion", {"head_hidden": -1}),
     ],
@@ -335,6 +337,29 @@ def test_vgg_gap_residual_stages():
         assert torch.allclose(block(x), torch.relu(block.shortcut(x)))
     with pytest.raises(TypeError, match="residual must be a bool"):
         build("vgg_gap", residual="yes")
+
+
+def test_vgg_gap_cosine_head():
+    """cosine_scale > 0: the final layer sees unit-length embeddings and its logits are scale x cosine, no bias."""
+    from models.common import CosineLinear, L2Normalize
+
+    model = build("vgg_gap", cosine_scale=16.0).eval()
+    lin = model.head[-1]
+    assert isinstance(lin, CosineLinear) and isinstance(model.head[-2], L2Normalize) and lin.bias is None
+    assert "scale=16" in repr(lin)
+    seen = {}
+    lin.register_forward_hook(lambda m, args, out: seen.update(x=args[0], out=out))
+    image = torch.rand(5, 1, 32, 32)
+    with torch.no_grad():
+        logits = model(image=image)  # (5, K)
+    assert torch.allclose(seen["x"].norm(dim=1), torch.ones(5), atol=1e-5)
+    assert torch.allclose(logits, seen["x"] @ lin.effective_weight().T, atol=1e-5)
+    assert logits.abs().max() <= 16.0 + 1e-4  # |cosine| <= 1
+    assert torch.allclose(lin.effective_weight().norm(dim=1), torch.full((lin.out_features,), 16.0), atol=1e-4)
+    model.train()
+    model(image=image).logsumexp(1).sum().backward()
+    assert lin.weight.grad is not None and torch.isfinite(lin.weight.grad).all()
+    assert type(build("vgg_gap").head[-1]) is torch.nn.Linear  # 0, the default: the plain linear layer
 
 
 def test_config_fields_name_what_create_model_takes():
