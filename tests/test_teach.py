@@ -700,3 +700,36 @@ def test_bench_fit_rows_learn_a_new_class_and_leave_the_references_alone():
     assert Wn.shape == (1, D) and bn.shape == (1,) and np.allclose(mean, refs.mean(0))
     assert (predict(test_new) == C).mean() > 0.95
     assert (predict(test_old) == (test_old @ W.T + b).argmax(1)).mean() > 0.95  # the built-in drawings keep the model's answer
+
+
+def test_bench_drawings_needed_reads_each_method_within_the_target(builtin_sample):
+    """benchmarks/bench_teach.drawings_needed: per number of drawings, each method's best point costs the built-in classes <= 0.5 pt."""
+    import argparse
+
+    from scripts import load_benchmark
+
+    bench = load_benchmark("bench_teach")
+    rec = get_recognizer()
+    rng = np.random.default_rng(3)
+    inks, truth, _ = builtin_sample
+    test_stars, pool_stars = [star(rng) for _ in range(30)], [star(rng) for _ in range(25)]
+    logits, feats = rec.logits_and_features(list(inks) + test_stars)
+    new_row = len(rec.classes)
+    col = {c: i for i, c in enumerate(rec.classes)}
+    target = np.array([col[t] for t in truth] + [new_row] * len(test_stars))
+    is_new = np.arange(len(target)) >= len(inks)
+    refs = rec.loaded.checkpoint["teach_references"]
+    needed = bench.drawings_needed(
+        argparse.Namespace(seed=0, reps=2), rec, (logits, feats, target, is_new),
+        (rec.logits_and_features(pool_stars)[1], np.full(len(pool_stars), new_row)),
+        (refs["features"].double().numpy(), refs["labels"].numpy().astype(np.int64)), [new_row], ["\\star"],
+    )  # fmt: skip
+    assert [r["per_class"] for r in needed] == list(bench.NEEDED_SHOTS)
+    assert needed[-1]["drawings"] == len(pool_stars) and needed[-2]["drawings"] == len(pool_stars)  # 40 asked, 25 there
+    for r in needed:
+        for method in ("prototype", "fit"):
+            point = r[method]
+            assert point is not None and -100 * point["builtin_change"] <= bench.TARGETS["builtin_drop_pt"]
+    assert needed[0]["prototype"]["taught_top1"] >= 0.9  # a star is like no built-in symbol: 5 drawings name it
+    section = "\n".join(bench._needed_section(needed, None, {}))
+    assert "| 5 | " in section and "all (about 25)" in section
