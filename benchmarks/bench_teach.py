@@ -441,6 +441,7 @@ def drawings_needed(args, rec, test, pool, refs, new_rows, names) -> list[dict]:
     row_name = dict(zip(new_rows, names))
 
     per_row = [target == r for r in new_rows]  # the test drawings of each held-out class
+    order = [len(vocab) + sorted(names).index(row_name[r]) for r in new_rows]  # a head's column of each new row (its new labels are sorted)
 
     def hits(z):  # (top-1, top-5, built-in change, per-class top-1) of scores z (N, C + new) whose new columns follow new_rows
         h1, h5 = topk_hits(z, target, 1), topk_hits(z, target, 5)
@@ -468,7 +469,6 @@ def drawings_needed(args, rec, test, pool, refs, new_rows, names) -> list[dict]:
             for q in NEEDED_QUANTILES:
                 head = build_head(vocab, pool_feats[pick], labels, dataclasses.replace(cal, quantile=q), DEFAULT_METHOD)
                 prob = head.probabilities(logits, feats)  # (N, C + new), new labels sorted by name
-                order = [len(vocab) + sorted(names).index(row_name[r]) for r in new_rows]
                 proto_pts[q].append(hits(np.concatenate([prob[:, : len(vocab)], prob[:, order]], 1)))
         mean_of = lambda pts: [(k, *(np.mean([p[i] for p in v], axis=0) for i in range(4))) for k, v in pts.items()]  # noqa: E731
         out.append({
