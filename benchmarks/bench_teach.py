@@ -798,7 +798,7 @@ def _variants_section(res: dict) -> list[str]:
         fmt = lambda t, c: f"{100 * t:.1f} % at {100 * c:+.2f} pt"  # noqa: E731
         best = lambda p: "—" if not p else fmt(p["taught_top1"], p["builtin_change"])  # noqa: E731
         return (
-            f"| {name} | {opts} | {m.get('label_smoothing', 0.1):g} | {100 * (m['test_top1'] or float('nan')):.2f} | "
+            f"| {name} | `{m['model']}` | {opts} | {m.get('label_smoothing', 0.1):g} | {100 * (m['test_top1'] or float('nan')):.2f} | "
             f"{fmt(p5['taught_top1_mean'], p5['builtin_top1_mean'] - base)} | "
             + (fmt(q["taught_top1_mean"], q["builtin_top1_mean"] - base) if q else "—")
             + f" | {best(n5['prototype']) if n5 else '—'} | {best(n5['fit']) if n5 else '—'} |"
@@ -807,20 +807,22 @@ def _variants_section(res: dict) -> list[str]:
     def command(v: dict) -> str:
         m = v["model"]
         opts = f" --model-options '{json.dumps(m['model_options'])}'" if m.get("model_options") else ""
-        return f"python benchmarks/bench_teach.py --part train --out {v['out']} --label-smoothing {m.get('label_smoothing', 0.1):g}{opts}"
+        arch = f" --model {m['model']}" if m["model"] != "vgg_gap" else ""
+        return f"python benchmarks/bench_teach.py --part train --out {v['out']}{arch} --label-smoothing {m.get('label_smoothing', 0.1):g}{opts}"
 
     out = [
         "**Does another embedding help?** The same protocol on models trained with other options: a cosine classifier "
-        "(unit embeddings and class rows, `vgg_gap`'s `cosine_scale`; the few-shot literature's choice) and no label "
+        "(unit embeddings and class rows, `vgg_gap`'s `cosine_scale`; the few-shot literature's choice), no label "
         "smoothing (label smoothing tightens the training classes, and is known to discard what an embedding keeps about "
-        "other ones). Each was trained and measured by"
+        "other ones), and the sequence model the default fuses with the image one (`tcn`, whose embedding sees the pen's "
+        "path, so it might tell a cursive `x` from a `\\times` where the image cannot). Each was trained and measured by"
         " `" + "`, `".join(command(v) for v in res["variants"]) + "`, each followed by the same command with "
         "`--part measure --no-write` and then `--part frontier --no-write`; this table by `--part frontier --variants "
         + ",".join(v["out"] for v in res["variants"])
         + "`. k = 5 throughout; the last two columns are the best within 0.5 pt, as in the table above.",
         "",
-        "| model | options | label smoothing | 81-class test top-1 | prototype (default) | prototype, quantile 0.999 | prototype, best within 0.5 pt | `fit`, best within 0.5 pt |",
-        "|---|---|--:|--:|--:|--:|--:|--:|",
+        "| run | model | options | label smoothing | 81-class test top-1 | prototype (default) | prototype, quantile 0.999 | prototype, best within 0.5 pt | `fit`, best within 0.5 pt |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|",
         row(res, "the section's (above)"),
     ]
     out += [row(v, f"`{v['out']}`") for v in res["variants"]]
