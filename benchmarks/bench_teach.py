@@ -38,8 +38,9 @@ Protocol (all seeded by ``--seed``):
    (:func:`drawings_needed`: 5, 10, 20, 40 and all drawings per class, the best
    held-out top-1 within 0.5 pt of built-in top-1, for prototypes and for ``fit``).
 8. Other embeddings (``--variants``): the same protocol in other ``--out`` folders,
-   trained with other ``--model-options`` / ``--label-smoothing`` (a cosine
-   classifier, no label smoothing), compared at k = 5 in the report.
+   trained with another ``--model`` or other ``--model-options`` / ``--label-smoothing``
+   (a cosine classifier, no label smoothing, the sequence model), compared at k = 5
+   in the report.
 
 Targets at k = 5 (issue 17): held-out top-1 >= 75 %, top-5 >= 92 %; built-in top-1
 drops by <= 0.5 pt; teach() <= 50 ms; recognize() p50 with 100 taught symbols at
@@ -304,7 +305,8 @@ NEEDED_SHOTS = (5, 10, 20, 40, None)
 #: The trade-off knobs swept there: fit's offsets, and the prototypes' reference quantile (strokes.teach.REFERENCE_QUANTILE).
 NEEDED_OFFSETS = tuple(float(x) for x in np.round(np.arange(-4.0, 2.01, 0.25), 2))
 NEEDED_QUANTILES = (0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 1.0)
-#: fit's (L2, positive weight) per drawings per class: fewer drawings, more regularization and weight (as FIT_L2 at 5).
+#: fit's (L2, positive weight) per drawings per class: fewer drawings, more regularization and weight (FIT_L2 and
+#: FIT_POSITIVE_WEIGHT up to 10, the ceiling's L2 for all; the steps between set by hand, not tuned).
 NEEDED_FIT = {5: (FIT_L2, FIT_POSITIVE_WEIGHT), 10: (FIT_L2, FIT_POSITIVE_WEIGHT), 20: (FIT_L2, 2.0), 40: (3e-4, 1.0), None: (CEILING_L2, 1.0)}
 
 
