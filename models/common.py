@@ -225,6 +225,8 @@ class ClassifierHead(nn.Sequential):
     """
 
     def __init__(self, in_features: int, num_classes: int, hidden: int = 0, dropout: float = 0.0, cosine_scale: float = 0.0):
+        if not cosine_scale >= 0:
+            raise ValueError(f"cosine_scale must be >= 0 (0 = a plain linear layer), got {cosine_scale!r}")
         layers: list[nn.Module] = []
         if dropout > 0:
             layers.append(nn.Dropout(dropout))

@@ -85,10 +85,10 @@ drawings and prototypes, about 75 % top-1 and 97 % top-5 on them from 5 drawings
 cost of about 4 points on the built-in classes (the synthetic cap: 7 points for the same
 taught accuracy; 12 without a cap), mostly look-alikes such as ``z`` taught next to a
 built-in ``2``. Holding the built-in classes within 0.5 point leaves about 43 % (prototypes)
-to 60 % (rows fitted discriminatively) of the held-out drawings named from 5 drawings each;
-75 % there takes about a hundred drawings per class from many writers; a cosine classifier,
-training without label smoothing and the sequence model's embedding all leave that trade-off
-where it is.
+to 60 % (rows fitted discriminatively) of the held-out drawings named from 5 drawings each,
+and about 75 % only from every one of the val writers' drawings (about a hundred per class).
+Other embeddings (a cosine classifier, no label smoothing, the sequence model's) move those
+figures by a few points, none of them near 75 %.
 
 Caching: per model and store, the embeddings of stored drawings are computed
 once; a recognize() call asks the store for ``(row count, largest id)`` (one

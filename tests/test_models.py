@@ -360,6 +360,10 @@ def test_vgg_gap_cosine_head():
     model(image=image).logsumexp(1).sum().backward()
     assert lin.weight.grad is not None and torch.isfinite(lin.weight.grad).all()
     assert type(build("vgg_gap").head[-1]) is torch.nn.Linear  # 0, the default: the plain linear layer
+    from models.common import ClassifierHead
+
+    with pytest.raises(ValueError, match="cosine_scale"):
+        ClassifierHead(8, 3, cosine_scale=-1.0)
 
 
 def test_config_fields_name_what_create_model_takes():
