@@ -189,6 +189,14 @@ def topk_hits(prob: np.ndarray, target: np.ndarray, k: int) -> np.ndarray:
     return (top == target[:, None]).any(1)
 
 
+def tradeoff(z: np.ndarray, target: np.ndarray, is_new: np.ndarray, base: float) -> tuple[float, float, float, np.ndarray]:
+    """(held-out top-1, held-out top-5, built-in top-1 minus ``base``, the (N,) top-1 hits) of scores ``z`` (N, C),
+    from one sort (the same ranking as :func:`topk_hits`)."""
+    top = np.argsort(-z, axis=1, kind="stable")[:, :5]  # (N, 5)
+    h1, h5 = top[:, 0] == target, (top == target[:, None]).any(1)
+    return float(h1[is_new].mean()), float(h5[is_new].mean()), float(h1[~is_new].mean()) - base, h1
+
+
 def enrolment(args, ds, proto, rec, store_dir: Path) -> dict:
     """Steps 4 and 5: held-out-class and built-in accuracy per k and method, and teach() cost."""
     import strokes
@@ -379,10 +387,8 @@ def frontier(args, ds, proto, rec) -> dict:
         new = (feats - mean) @ Wn.T + bn  # (N, held-out classes)
         out = []
         for off in offsets:
-            z = np.concatenate([logits, new + off], 1)
-            hit1, hit5 = topk_hits(z, target, 1), topk_hits(z, target, 5)
-            out.append({"offset": off, "taught_top1": float(hit1[is_new].mean()), "taught_top5": float(hit5[is_new].mean()),
-                        "builtin_change": float(hit1[~is_new].mean()) - base})  # fmt: skip
+            t1, t5, change, _ = tradeoff(np.concatenate([logits, new + off], 1), target, is_new, base)
+            out.append({"offset": off, "taught_top1": t1, "taught_top5": t5, "builtin_change": change})
         return out
 
     rng = np.random.default_rng(args.seed + 2)
@@ -454,9 +460,8 @@ def drawings_needed(args, rec, test, pool, refs, new_rows, names) -> list[dict]:
     order = [len(vocab) + sorted(names).index(row_name[r]) for r in new_rows]  # a head's column of each new row (its new labels are sorted)
 
     def hits(z):  # (top-1, top-5, built-in change, per-class top-1) of scores z (N, C + new) whose new columns follow new_rows
-        h1, h5 = topk_hits(z, target, 1), topk_hits(z, target, 5)
-        per_class = np.array([h1[m].mean() if m.any() else np.nan for m in per_row])
-        return float(h1[is_new].mean()), float(h5[is_new].mean()), float(h1[~is_new].mean()) - base, per_class
+        *point, h1 = tradeoff(z, target, is_new, base)
+        return (*point, np.array([h1[m].mean() if m.any() else np.nan for m in per_row]))
 
     rng = np.random.default_rng(args.seed + 3)
     out = []
@@ -595,17 +600,15 @@ def reference(args, ds, proto, base_builtin: float | None = None) -> dict | None
     logits, y = _member_logits([("reference", m)], ds, sp.test, m.vocab, "cpu", 1024)
     lg, y = logits[0].numpy(), y.numpy()
     is_new = np.isin(ds.labels[sp.test], held)
-    hit1, hit5 = topk_hits(lg, y, 1), topk_hits(lg, y, 5)
-    out = {"checkpoint": rel(args.reference), "model": m.name, "held_out_top1": float(hit1[is_new].mean()),
-           "held_out_top5": float(hit5[is_new].mean()), "builtin_top1": float(hit1[~is_new].mean())}  # fmt: skip
+    t1, t5, builtin, _ = tradeoff(lg, y, is_new, 0.0)
+    out = {"checkpoint": rel(args.reference), "model": m.name, "held_out_top1": t1, "held_out_top5": t5, "builtin_top1": builtin}
     if base_builtin is not None:  # its own trade-off: the held-out classes' logits lowered, against the untaught model's built-in top-1
         cols = [m.vocab.index(ds.vocab[c]) for c in held]
         points = []
         for off in NEEDED_OFFSETS + (-5.0, -6.0):
             z = lg.copy()
             z[:, cols] += off
-            h1, h5 = topk_hits(z, y, 1), topk_hits(z, y, 5)
-            points.append((off, float(h1[is_new].mean()), float(h5[is_new].mean()), float(h1[~is_new].mean()) - base_builtin))
+            points.append((off, *tradeoff(z, y, is_new, base_builtin)[:3]))
         out["best_within_target"] = _best_within(points)
     return out
 
@@ -731,6 +734,11 @@ def _frontier_reading(res: dict, best: dict | None) -> str:
     return " ".join(out)
 
 
+def _needed_at(res: dict, n: int | None) -> dict | None:
+    """The :func:`drawings_needed` row of ``res`` for ``n`` drawings per class, or None."""
+    return next((x for x in (res.get("frontier") or {}).get("needed", []) if x["per_class"] == n), None)
+
+
 def _needed_section(needed: list[dict], ceiling: dict | None, fr: dict, ref: dict | None = None) -> list[str]:
     """The "how many drawings" table and its reading, decided by the numbers (``ceiling``: the
     ceiling's best point within 0.5 pt, whose negatives are every val-writer drawing)."""
@@ -771,7 +779,7 @@ def _needed_section(needed: list[dict], ceiling: dict | None, fr: dict, ref: dic
         )
     )
     counts = fr.get("held_out_test_drawings") or {}
-    pick = max((p for p in (five or {}).values() if isinstance(p, dict)), key=lambda p: p["taught_top1"], default=None)
+    pick = max((five[m] for m in ("prototype", "fit") if five and five[m]), key=lambda p: p["taught_top1"], default=None)
     if counts and pick and pick.get("per_class_top1"):
         total = sum(counts.values())
         lost = sorted(pick["per_class_top1"], key=lambda n: -counts.get(n, 0) * (1 - pick["per_class_top1"][n]))[:4]
@@ -807,7 +815,7 @@ def _variants_section(res: dict) -> list[str]:
         base = e["builtin_untaught_top1"]
         p5 = e["by_method"][DEFAULT_METHOD][5]
         q = e["by_method"].get(f"{DEFAULT_METHOD}, quantile 0.999", {}).get(5)
-        n5 = next((x for x in (r.get("frontier") or {}).get("needed", []) if x["per_class"] == 5), None)
+        n5 = _needed_at(r, 5)
         opts = ", ".join(f"`{k}` {v}" for k, v in (m.get("model_options") or {}).items()) or "—"
         fmt = lambda t, c: f"{100 * t:.1f} % at {100 * c:+.2f} pt"  # noqa: E731
         best = lambda p: "—" if not p else fmt(p["taught_top1"], p["builtin_change"])  # noqa: E731
@@ -859,8 +867,8 @@ def _variants_section(res: dict) -> list[str]:
         )]
     best5 = []
     for r in [res, *res["variants"]]:
-        n5 = next((x for x in (r.get("frontier") or {}).get("needed", []) if x["per_class"] == 5), None)
-        best5 += [p["taught_top1"] for p in (n5 or {}).values() if isinstance(p, dict)]
+        n5 = _needed_at(r, 5)
+        best5 += [n5[m]["taught_top1"] for m in ("prototype", "fit") if n5 and n5[m]]
     if best5:
         out += ["", (
             f"No embedding tried moves the k = 5 trade-off to the target: within 0.5 pt of built-in top-1 the best of "
